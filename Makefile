@@ -1,0 +1,56 @@
+# IMPS box: the front door.  `make run` plays, `make test` checks. Both set up
+# what they need on first use (and are quick the second time).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+WORK := $(VENV)/work
+DEVICE := $(VENV)/device
+WPY := $(WORK)/bin/python
+DPY := $(DEVICE)/bin/python
+export IMPS_DEVICE_PYTHON := $(abspath $(DPY))
+export IMPS_WORK_PYTHON := $(abspath $(WPY))
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-python system-deps clean
+
+help:  ## list the commands
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | column -t -s $$'\t'
+
+setup: $(WORK)/.installed $(DEVICE)/.installed  ## make both Python environments
+
+# The workstation environment: everything (TensorFlow, training, tests).
+$(WORK)/.installed: requirements/work.txt device/requirements.txt device/pyproject.toml training/pyproject.toml
+	@echo "== workstation environment in $(WORK) (first time takes a few minutes)"
+	$(PYTHON) -m venv $(WORK)
+	$(WPY) -m pip install -q --upgrade pip
+	$(WPY) -m pip install -q -r requirements/work.txt
+	$(WPY) -m pip install -q --no-deps -e device -e training
+	@touch $@
+
+# The device environment: exactly the Pi's dependencies, no TensorFlow.
+$(DEVICE)/.installed: requirements/device-test.txt device/requirements.txt device/pyproject.toml
+	@echo "== device environment in $(DEVICE)"
+	$(PYTHON) -m venv $(DEVICE)
+	$(DPY) -m pip install -q --upgrade pip
+	$(DPY) -m pip install -q -r requirements/device-test.txt
+	$(DPY) -m pip install -q --no-deps -e device
+	@touch $@
+
+system-deps:  ## install the Debian packages the tests need (root or sudo)
+	@bash tests/system-deps.sh requirements/apt.txt
+
+run: $(DEVICE)/.installed  ## play: the box with the default model and a simulated performer
+	$(DEVICE)/bin/imps run $(ARGS)
+
+test: system-deps setup  ## run every test
+	$(MAKE) test-python
+
+test-python:
+	$(WPY) -m pytest -q tests $(PYTEST_ARGS)
+
+clean:  ## remove the environments and build output
+	rm -rf $(VENV) build
+
+-include firmware/firmware.mk
+-include deploy/deploy.mk
+-include training/training.mk

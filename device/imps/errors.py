@@ -1,0 +1,38 @@
+"""Every exception the box raises, one root class per subsystem.
+
+Each is also a builtin (ValueError, OSError...) so callers that only know the
+builtins still catch them. Messages name the file or device, the value and the
+likely cause.
+"""
+
+
+class ImpsError(Exception):
+    """Root of all IMPS box errors."""
+
+
+class LogFormatError(ImpsError, ValueError):
+    """An interaction log line or file that cannot be used."""
+
+
+class DatasetError(ImpsError, ValueError):
+    """A dataset that is malformed, empty or too small."""
+
+
+class ModelError(ImpsError, ValueError):
+    """A model file that cannot be loaded or does not fit the configuration."""
+
+
+class RuntimeMissingError(ModelError, ImportError):
+    """Neither tflite-runtime nor ai-edge-litert is installed."""
+
+
+class ConfigError(ImpsError, ValueError):
+    """A configuration key with a wrong value, or an unknown key."""
+
+
+class SerialFrameError(ImpsError, ValueError):
+    """A serial frame that fails its checksum, length or type checks."""
+
+
+class DeviceError(ImpsError, OSError):
+    """A piece of hardware (sensor board, GPIO) that is missing or failing."""

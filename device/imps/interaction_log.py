@@ -1,0 +1,219 @@
+"""The interaction log: one home for the format.
+
+One CSV line per event::
+
+    2026-11-26T13:45:00.123456,interface,0.5,0.25,0.75
+
+``ISO-8601 timestamp,source,x1,..,xn`` where source is ``interface`` (the
+performer) or ``rnn`` (the model). Controls only: dt is recovered from the
+timestamps. One file per run, named ``<timestamp>-<D>d-mdrnn.log``. This is the
+format other MDRNN instrument tools read and write, so it must not change.
+
+Writing never blocks the music: lines go through a bounded queue to a writer
+thread that flushes every line (a kill -9 loses nothing already queued for more
+than a moment) and fsyncs at least once a second (a power cut costs at most the
+last second). A full or read-only disk stops logging with one warning.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LogFormatError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("interface", "rnn")
+PERFORMER, MODEL = SOURCES
+FILE_PATTERN = re.compile(r"^(?P<stamp>.+)-(?P<dim>\d+)d-mdrnn\.log$")
+FSYNC_INTERVAL = 1.0
+
+
+def log_filename(dimension: int, when: _dt.datetime | None = None) -> str:
+    """``<timestamp>-<D>d-mdrnn.log`` for a run started at ``when`` (default now)."""
+    when = when or _dt.datetime.now()
+    return f"{when.strftime('%Y-%m-%dT%H-%M-%S')}-{dimension}d-mdrnn.log"
+
+
+def dimension_from_filename(path: str | os.PathLike) -> int | None:
+    """The model dimension a log file's name declares, or None if it has none."""
+    m = FILE_PATTERN.match(Path(path).name)
+    return int(m.group("dim")) if m else None
+
+
+def format_line(timestamp: _dt.datetime, source: str, controls) -> str:
+    values = ",".join(repr(float(v)) for v in controls)
+    return f"{timestamp.isoformat()},{source},{values}\n"
+
+
+class LogWriter:
+    """Writes one run's interaction log from a background thread.
+
+    ``write()`` never blocks: when the queue is full the line is dropped and
+    counted in ``dropped``. After a disk error logging stops (``failed`` is set)
+    and the music goes on.
+    """
+
+    def __init__(self, directory: str | os.PathLike, dimension: int, queue_size: int = 10000):
+        self.dimension = dimension
+        self.directory = Path(directory)
+        self.path = self.directory / log_filename(dimension)
+        self.written = 0
+        self.dropped = 0
+        self.failed: str | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._file = None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            self._fail(exc)
+        self._thread = threading.Thread(target=self._run, name="imps-log", daemon=True)
+        self._thread.start()
+
+    def write(self, source: str, controls, timestamp: _dt.datetime | None = None) -> None:
+        """Queue one event; ``controls`` are the n control values (no dt)."""
+        if self.failed:
+            return
+        if len(controls) != self.dimension - 1:
+            raise LogFormatError(
+                f"log {self.path.name}: expected {self.dimension - 1} controls, got {len(controls)}")
+        try:
+            self._queue.put_nowait((timestamp or _dt.datetime.now(), source, tuple(controls)))
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Write what is queued, fsync and close."""
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._file is not None:
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+            except OSError as exc:
+                self._fail(exc)
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _fail(self, exc: OSError) -> None:
+        if not self.failed:
+            self.failed = f"{self.path}: {exc.strerror or exc}"
+            log.warning("interaction log stopped, the music goes on: %s", self.failed)
+
+    def _run(self) -> None:
+        last_sync = time.monotonic()
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.failed or self._file is None:
+                continue
+            try:
+                self._file.write(format_line(*item))
+                self._file.flush()
+                self.written += 1
+                now = time.monotonic()
+                if now - last_sync >= FSYNC_INTERVAL:
+                    os.fsync(self._file.fileno())
+                    last_sync = now
+            except OSError as exc:
+                self._fail(exc)
+
+
+@dataclass
+class LogRecords:
+    """What a log file holds: one entry per good line, plus what was skipped."""
+    path: Path
+    times: np.ndarray        # seconds since the epoch, float64
+    sources: list[str]
+    controls: np.ndarray     # (N, n) float32
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+    def source_rows(self, source: str = PERFORMER) -> np.ndarray:
+        """Gesture rows (dt, x1..xn) for one source; dt from consecutive timestamps."""
+        mask = np.array([s == source for s in self.sources], dtype=bool)
+        times = self.times[mask]
+        rows = np.empty((len(times), self.controls.shape[1] + 1), dtype=np.float32)
+        if len(times):
+            rows[0, 0] = 0.0
+            rows[1:, 0] = np.diff(times)
+            rows[:, 1:] = self.controls[mask]
+        return rows
+
+
+def read_log(path: str | os.PathLike, n_controls: int | None = None) -> LogRecords:
+    """Read a log, skipping what cannot be trusted (torn last line, garbage).
+
+    Never raises for bad lines: each is reported in ``skipped``. The control
+    count comes from ``n_controls``, else the file name, else the first good line.
+    """
+    path = Path(path)
+    if n_controls is None:
+        dim = dimension_from_filename(path)
+        n_controls = dim - 1 if dim else None
+    times, sources, controls, skipped = [], [], [], []
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    torn = lines[-1] != b""  # a last line without newline was being written at a crash
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        if torn and number == len(lines):
+            skipped.append((number, "torn last line"))
+            continue
+        reason, parsed = _parse(raw, n_controls)
+        if reason:
+            skipped.append((number, reason))
+            continue
+        stamp, source, values = parsed
+        if n_controls is None:
+            n_controls = len(values)
+        times.append(stamp)
+        sources.append(source)
+        controls.append(values)
+    width = n_controls or 0
+    return LogRecords(path, np.array(times, dtype=np.float64), sources,
+                      np.array(controls, dtype=np.float32).reshape(-1, width), skipped)
+
+
+def _parse(raw: bytes, n_controls: int | None):
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return "not UTF-8 text", None
+    parts = text.split(",")
+    if len(parts) < 3:
+        return "too few fields", None
+    try:
+        stamp = _dt.datetime.fromisoformat(parts[0]).timestamp()
+    except ValueError:
+        return f"bad timestamp {parts[0][:40]!r}", None
+    source = parts[1]
+    if source not in SOURCES:
+        return f"unknown source {source[:20]!r}", None
+    try:
+        values = [float(v) for v in parts[2:]]
+    except ValueError:
+        return "non-numeric value", None
+    if n_controls is not None and len(values) != n_controls:
+        return f"{len(values)} values, expected {n_controls}", None
+    return None, (stamp, source, values)

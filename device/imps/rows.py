@@ -1,0 +1,53 @@
+"""The gesture row convention: one home for it.
+
+A gesture row is ``(dt, x1 .. xn)``: ``dt`` is seconds since the previous
+event, the controls are in [0, 1]. A model's dimension D counts dt, so a box
+with 8 knobs has D = 9.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Shortest time between two events the box will ever schedule (seconds).
+MIN_DT = 0.001
+#: Controls live in this closed range.
+CONTROL_MIN, CONTROL_MAX = 0.0, 1.0
+#: Default cap on a pause: longer gaps are shortened to this when building datasets.
+DEFAULT_MAX_DT = 5.0
+
+
+def dimension(n_controls: int) -> int:
+    """Model dimension for a number of controls (dt counts as one)."""
+    return n_controls + 1
+
+
+def make_row(dt: float, controls) -> np.ndarray:
+    """A float32 row ``[dt, *controls]``."""
+    row = np.empty(len(controls) + 1, dtype=np.float32)
+    row[0] = dt
+    row[1:] = controls
+    return row
+
+
+def valid_rows(rows: np.ndarray, max_dt: float | None = None) -> np.ndarray:
+    """Boolean mask of rows that obey the convention.
+
+    Valid means: every value finite, dt >= 0 (and <= max_dt when given), every
+    control inside [0, 1].
+    """
+    rows = np.asarray(rows)
+    ok = np.isfinite(rows).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        ok &= rows[:, 0] >= 0.0
+        if max_dt is not None:
+            ok &= rows[:, 0] <= max_dt
+        ok &= ((rows[:, 1:] >= CONTROL_MIN) & (rows[:, 1:] <= CONTROL_MAX)).all(axis=1)
+    return ok
+
+
+def clip_row(row: np.ndarray, min_dt: float = MIN_DT) -> np.ndarray:
+    """Clip a predicted row in place to the convention: dt >= min_dt, controls in [0, 1]."""
+    if row[0] < min_dt:
+        row[0] = min_dt
+    np.clip(row[1:], CONTROL_MIN, CONTROL_MAX, out=row[1:])
+    return row
