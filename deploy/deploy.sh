@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Remote commands are built on this side on purpose (SC2029); ENV_DIR is exported
+# only to the environment-install subshell (SC2030/SC2031).
+# shellcheck disable=SC2029,SC2030,SC2031
+#
+# Deploy the IMPS box over SSH, and look after it.
+#
+#   deploy.sh deploy HOST [MODEL]   new release, env if needed, switch, restart, roll back on failure
+#   deploy.sh fetch-logs HOST [DIR] pull the interaction logs into DIR (default logs/<host>)
+#   deploy.sh status HOST           service state and recent journal lines
+#   deploy.sh security              systemd-analyze verify + security exposure of the units
+#   deploy.sh render-units OUTDIR   the unit templates with this box's paths
+#   deploy.sh activate RELEASE      (runs on the box, called by `deploy`)
+#
+# Settings (environment; the defaults are the box's layout, see docs/appliance.md):
+#   IMPS_PREFIX=/opt/imps        releases/, envs/, current -> releases/<id>
+#   IMPS_STATE=/var/lib/imps     logs/ and models/
+#   IMPS_USER=imps               the service user
+#   IMPS_CONFIG=/etc/imps/box.toml
+#   IMPS_UNIT_DIR=/etc/systemd/system
+#   IMPS_SSH_OPTS=               extra ssh options, e.g. "-p 2222 -i key"
+#   IMPS_READY_TIMEOUT=60        seconds to wait for the service to come up
+#   IMPS_SETTLE=3                seconds it must then stay up
+#   IMPS_KEEP=5                  releases kept
+#   IMPS_ENV_INSTALL=            test seam: shell command that creates the environment
+#                                in "$ENV_DIR" (run in the release dir) instead of the
+#                                real venv + pip install
+set -euo pipefail
+
+PREFIX=${IMPS_PREFIX:-/opt/imps}
+STATE=${IMPS_STATE:-/var/lib/imps}
+SERVICE_USER=${IMPS_USER:-imps}
+CONFIG=${IMPS_CONFIG:-/etc/imps/box.toml}
+UNIT_DIR=${IMPS_UNIT_DIR:-/etc/systemd/system}
+READY_TIMEOUT=${IMPS_READY_TIMEOUT:-60}
+SETTLE=${IMPS_SETTLE:-3}
+KEEP=${IMPS_KEEP:-5}
+SOURCE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+UNITS=(imps-sound.service imps.service)
+
+die() { echo "deploy: $*" >&2; exit 1; }
+say() { echo "== $*"; }
+
+# --- on the workstation ------------------------------------------------------
+
+ssh_opts() { read -ra SSH_OPTS <<<"${IMPS_SSH_OPTS:-}"; SSH_OPTS+=(-o BatchMode=yes -o ConnectTimeout=5); }
+
+need_host() {
+  HOST=${1:-}
+  [ -n "$HOST" ] || die "no HOST given: make $2 HOST=user@host (the box's ssh login)"
+  ssh_opts
+  local err
+  if ! err=$(ssh "${SSH_OPTS[@]}" "$HOST" true 2>&1 </dev/null); then
+    die "cannot reach $HOST over ssh: ${err:-no answer}
+  (is the box on and on the network? does 'ssh $HOST' work without a password?)"
+  fi
+}
+
+remote() { ssh "${SSH_OPTS[@]}" "$HOST" "$@" </dev/null; }
+
+# The settings the box-side half needs, as a shell prefix.
+remote_env() {
+  local v
+  for v in IMPS_PREFIX IMPS_STATE IMPS_USER IMPS_CONFIG IMPS_UNIT_DIR IMPS_READY_TIMEOUT \
+           IMPS_SETTLE IMPS_KEEP IMPS_ENV_INSTALL; do
+    [ -n "${!v+x}" ] && printf '%s=%q ' "$v" "${!v}"
+  done
+  return 0
+}
+
+cmd_deploy() {
+  need_host "${1:-}" deploy
+  local model=${2:-}
+  [ -z "$model" ] || [ -f "$model" ] || die "MODEL=$model: no such file"
+  local rev id
+  rev=$(git -C "$SOURCE" rev-parse --short HEAD 2>/dev/null || echo nogit)
+  [ -z "$(git -C "$SOURCE" status --porcelain -- device deploy 2>/dev/null)" ] || rev+=-dirty
+  id=$(date -u +%Y%m%dT%H%M%SZ)-$rev
+
+  # A fresh, unique release directory; the current one seeds rsync's hard links.
+  local paths release previous
+  paths=$(remote "set -e; mkdir -p $(printf %q "$PREFIX")/releases; cd $(printf %q "$PREFIX")/releases
+    d=$id; n=1; while ! mkdir \"\$d\" 2>/dev/null; do n=\$((n+1)); d=$id.\$n; done
+    echo \"\$PWD/\$d\"; readlink -e ../current || true")
+  release=$(sed -n 1p <<<"$paths"); previous=$(sed -n 2p <<<"$paths")
+  say "release $release on $HOST"
+  rsync -a --delete ${previous:+--link-dest="$previous"} -e "ssh ${SSH_OPTS[*]}" \
+    --exclude __pycache__ --exclude '*.egg-info' --exclude '*.pyc' \
+    "$SOURCE/device" "$SOURCE/deploy" "$SOURCE/docs" "$HOST:$release/"
+  if [ -n "$model" ]; then
+    local files=("$model")
+    [ -f "${model%.*}.json" ] && files+=("${model%.*}.json")
+    say "model ${files[*]} -> $STATE/models/"
+    rsync -t --chmod=F0644 -e "ssh ${SSH_OPTS[*]}" "${files[@]}" "$HOST:$STATE/models/"
+  fi
+  remote "$(remote_env)bash $(printf %q "$release/deploy/deploy.sh") activate $(printf %q "$release")"
+}
+
+cmd_fetch_logs() {
+  need_host "${1:-}" fetch-logs
+  local dest=${2:-logs/${HOST#*@}}
+  mkdir -p "$dest"
+  rsync -a -e "ssh ${SSH_OPTS[*]}" "$HOST:$STATE/logs/" "$dest/"
+  say "$(find "$dest" -type f | wc -l) log files in $dest"
+}
+
+cmd_status() {
+  need_host "${1:-}" status
+  remote "s=; [ \"\$(id -u)\" = 0 ] || s='sudo -n'
+    \$s systemctl status --no-pager ${UNITS[*]} || true
+    echo; \$s journalctl -u imps.service -n 30 --no-pager || true
+    echo; echo release: \$(readlink $(printf %q "$PREFIX")/current)"
+}
+
+cmd_render_units() {
+  local out=${1:?render-units OUTDIR} unit
+  mkdir -p "$out"
+  for unit in "${UNITS[@]}"; do
+    sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@USER@|$SERVICE_USER|g" \
+        -e "s|@CONFIG@|$CONFIG|g" -e "s|@STATE@|$STATE|g" \
+        "$SOURCE/deploy/systemd/$unit" >"$out/$unit"
+  done
+}
+
+# Render the units against a throwaway layout (so ExecStart exists), verify them
+# and print their exposure.
+cmd_security() {
+  local tmp unit
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/current/bin" "$tmp/current/deploy/sound" "$tmp/state/logs" "$tmp/state/models"
+  printf '#!/bin/sh\n' >"$tmp/current/bin/imps"; chmod +x "$tmp/current/bin/imps"
+  touch "$tmp/current/deploy/sound/imps.pd"
+  PREFIX=$tmp STATE=$tmp/state cmd_render_units "$tmp/units"
+  for unit in "${UNITS[@]}"; do
+    systemd-analyze verify "$tmp/units/$unit"
+    printf '%-20s exposure %s\n' "$unit" "$(systemd-analyze security --offline=true --no-pager \
+      "$tmp/units/$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: //p')"
+  done
+  rm -rf "$tmp"
+}
+
+# --- on the box ----------------------------------------------------------------
+
+# The device environment for this release: one per hash of its requirements,
+# shared by every release with the same requirements.
+install_env() {
+  local release=$1 hash env
+  hash=$(cat "$release/device/requirements.txt" "$release/device/pyproject.toml" | sha256sum | cut -c1-16)
+  env=$PREFIX/envs/$hash
+  if [ -f "$env/.complete" ]; then
+    say "environment $hash: reused"
+  else
+    say "environment $hash: installing"
+    rm -rf "$env"; mkdir -p "$PREFIX/envs"
+    if ! (cd "$release" && export ENV_DIR="$env" && eval "${IMPS_ENV_INSTALL:-real_env_install}"); then
+      rm -rf "$env"
+      die "installing the device environment failed; nothing switched, $(readlink "$PREFIX/current" || echo 'no release') still runs"
+    fi
+    touch "$env/.complete"
+  fi
+  ln -sfn "$env" "$release/venv"
+}
+
+# The real install: a venv with device/requirements.txt and the `pi` extra.
+# The release's own code is not installed: bin/imps puts it on PYTHONPATH.
+real_env_install() {
+  python3 -m venv "$ENV_DIR"
+  "$ENV_DIR/bin/pip" install -q --upgrade pip
+  python3 -c 'import tomllib, sys
+extra = tomllib.load(open("device/pyproject.toml", "rb"))["project"]["optional-dependencies"]["pi"]
+sys.stdout.write("\n".join(extra) + "\n")' >"$ENV_DIR/pi-requirements.txt"
+  "$ENV_DIR/bin/pip" install -q -r device/requirements.txt -r "$ENV_DIR/pi-requirements.txt"
+}
+
+write_launcher() {
+  mkdir -p "$1/bin"
+  cat >"$1/bin/imps" <<'EOF'
+#!/bin/sh
+# The `imps` command of this release: its own code on its (shared) environment.
+release=$(dirname "$(dirname "$(readlink -f "$0")")")
+PYTHONPATH="$release/device${PYTHONPATH:+:$PYTHONPATH}" exec "$release/venv/bin/python" \
+  -c 'import sys; from imps.cli import main; sys.argv[0] = "imps"; sys.exit(main())' "$@"
+EOF
+  chmod 0755 "$1/bin/imps"
+}
+
+switch_to() {
+  ln -sfn "$1" "$PREFIX/current.tmp"
+  mv -T "$PREFIX/current.tmp" "$PREFIX/current"
+}
+
+install_units() {
+  local tmp unit
+  tmp=$(mktemp -d)
+  cmd_render_units "$tmp"
+  for unit in "${UNITS[@]}"; do
+    $SUDO install -m 0644 "$tmp/$unit" "$UNIT_DIR/$unit"
+  done
+  rm -rf "$tmp"
+  $SUDO systemctl daemon-reload
+  $SUDO systemctl enable --quiet "${UNITS[@]}"
+}
+
+# Active (Type=notify: READY=1 was sent) and still active SETTLE seconds later.
+wait_ready() {
+  local deadline=$((SECONDS + READY_TIMEOUT)) up_since=
+  while [ $SECONDS -lt $deadline ]; do
+    if [ "$($SUDO systemctl is-active imps.service || true)" = active ]; then
+      up_since=${up_since:-$SECONDS}
+      if [ $((SECONDS - up_since)) -ge "$SETTLE" ]; then
+        echo "imps is up: $($SUDO systemctl show -p StatusText --value imps.service || true)"
+        return 0
+      fi
+    else
+      up_since=
+    fi
+    sleep 1
+  done
+  return 1
+}
+
+restart() { $SUDO systemctl restart "${UNITS[@]}"; }
+
+prune() {
+  local keep=("$(readlink -f "$PREFIX/current")" "$@") r e
+  # shellcheck disable=SC2012  # release names are timestamps without spaces
+  for r in $(ls -1d "$PREFIX"/releases/*/ 2>/dev/null | sed 's|/$||' | sort -r | tail -n +$((KEEP + 1))); do
+    [[ " ${keep[*]} " == *" $r "* ]] || rm -rf "$r"
+  done
+  for e in "$PREFIX"/envs/*/; do
+    e=${e%/}
+    [ -d "$e" ] || continue
+    if ! readlink "$PREFIX"/releases/*/venv | grep -qxF "$e"; then rm -rf "$e"; fi
+  done
+}
+
+cmd_activate() {
+  local release=${1:?activate RELEASE} previous
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  previous=$(readlink -e "$PREFIX/current" || true)
+  [ "$previous" != "$release" ] || previous=
+  install_env "$release"
+  write_launcher "$release"
+  switch_to "$release"
+  install_units
+  say "restarting imps on $(basename "$release")"
+  restart
+  if wait_ready; then
+    say "deployed $(basename "$release")"
+    prune "$release" "$previous"
+    return 0
+  fi
+  echo "deploy: release $(basename "$release") did not come up within ${READY_TIMEOUT}s; its last log lines:" >&2
+  $SUDO journalctl -u imps.service -n 20 --no-pager >&2 || true
+  if [ -z "$previous" ] || [ ! -d "$previous" ]; then
+    die "no previous release to roll back to; the box is down"
+  fi
+  switch_to "$previous"
+  restart
+  if wait_ready; then
+    die "ROLLED BACK to $(basename "$previous"), which is running again; $(basename "$release") is kept for inspection"
+  fi
+  die "ROLLED BACK to $(basename "$previous"), but it did not come up either: check 'make status HOST=...'"
+}
+
+case ${1:-} in
+  deploy) shift; cmd_deploy "$@" ;;
+  fetch-logs) shift; cmd_fetch_logs "$@" ;;
+  status) shift; cmd_status "$@" ;;
+  security) cmd_security ;;
+  render-units) shift; cmd_render_units "$@" ;;
+  activate) shift; cmd_activate "$@" ;;
+  *) sed -n '6,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
