@@ -1,0 +1,43 @@
+"""The `imps` command: run the box, check a model, benchmark."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import ImpsError
+
+
+def _check_model(args) -> int:
+    from .check_model import check_model
+    print(check_model(args.model, args.reference, args.tolerance, args.runtime, args.dimension))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imps", description="IMPS box: the device side.")
+    parser.add_argument("--version", action="version", version=f"imps {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check-model", help="check a .tflite against the model contract",
+                           description="Load a model with the device runtime and check it; optionally "
+                                       "compare it step by step with a reference trace (.npz of rows, params).")
+    check.add_argument("model", help="the .tflite file")
+    check.add_argument("--reference", help="reference trace .npz with arrays rows and params")
+    check.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference (default 1e-4)")
+    check.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"])
+    check.add_argument("--dimension", type=int, help="fail unless the model has this dimension")
+    check.set_defaults(func=_check_model)
+
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ImpsError as exc:
+        print(f"imps: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

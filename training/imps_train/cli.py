@@ -1,0 +1,111 @@
+"""The `imps-train` command: logs -> dataset -> model -> .tflite for the box."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from imps.errors import ImpsError
+from imps.rows import DEFAULT_MAX_DT
+
+
+def _dataset(args) -> int:
+    from . import collate
+    if args.import_npz:
+        dataset, report = collate.from_published_npz(args.import_npz, args.max_dt)
+    else:
+        paths = []
+        for p in args.logs:
+            p = Path(p)
+            paths += sorted(p.glob("*.log")) if p.is_dir() else [p]
+        dataset, report = collate.from_logs(paths, args.dimension, args.max_dt, args.source)
+    print(report.text())
+    path = dataset.save(args.output)
+    print(f"wrote {path}: {len(dataset)} performances, {len(dataset.rows)} rows, D={dataset.dimension}")
+    return 0
+
+
+def _train(args) -> int:
+    from imps.dataset import load_dataset
+    from .train import TrainConfig, train
+    config = TrainConfig(size=args.size, seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs,
+                         patience=args.patience, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
+                         windows_per_epoch=args.windows_per_epoch, val_windows=args.val_windows,
+                         input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures)
+    dataset = load_dataset(args.dataset)
+    result = train(dataset, args.out, config, progress=not args.quiet)
+    print(f"{args.out}: {result['epochs_run']} epochs in {result['seconds']:.0f} s "
+          f"({result['seconds_per_epoch']:.1f} s/epoch), best validation loss "
+          f"{result['best_val_loss']} at epoch {result['best_epoch']}; history.csv and loss.png written")
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export
+    result = export(args.run, args.output, args.runtime, args.pi_temperature, args.sigma_temperature)
+    print(result["verification"])
+    print(f"wrote {result['path']} ({result['bytes']} bytes) and its sidecar")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imps-train", description="Train MDRNN models for the IMPS box.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("dataset", help="collate logs (or import a published .npz) into a dataset",
+                       description="Collate interaction logs of one dimension into a dataset in the project's "
+                                   "pickle-free format, cleaning them and reporting what was kept and dropped.")
+    d.add_argument("logs", nargs="*", help="log files or directories of *.log")
+    d.add_argument("-o", "--output", required=True, help="dataset file to write (.npz)")
+    d.add_argument("--import-npz", metavar="FILE",
+                   help="TRUSTED import of a published pickled dataset (np.load(..)['perfs']); unpickles the file")
+    d.add_argument("--dimension", type=int, help="collate only logs of this dimension (default: the first log's)")
+    d.add_argument("--max-dt", type=float, default=DEFAULT_MAX_DT,
+                   help=f"cap pauses at this many seconds (default {DEFAULT_MAX_DT:g})")
+    d.add_argument("--source", default="interface", choices=["interface", "rnn"],
+                   help="whose events to learn from (default: the performer's)")
+    d.set_defaults(func=_dataset)
+
+    t = sub.add_parser("train", help="train an MDRNN on a dataset",
+                       description="Train with a whole-performance validation split, early stopping and the "
+                                   "best checkpoint kept; writes history.csv, loss.png and run.json.")
+    t.add_argument("dataset", help="dataset .npz (from `imps-train dataset`)")
+    t.add_argument("-o", "--out", required=True, help="run directory to write")
+    t.add_argument("--size", default="s", help="xxs/xs/s/m/l/xl = 16/32/64/128/256/512 units (default s)")
+    t.add_argument("--layers", type=int, default=2)
+    t.add_argument("--mixtures", type=int, default=5)
+    t.add_argument("--seq-len", type=int, default=50)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--epochs", type=int, default=100, help="at most this many (default 100)")
+    t.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
+    t.add_argument("--learning-rate", type=float, default=1e-3)
+    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--windows-per-epoch", type=int, help="cap training windows per epoch (default: all)")
+    t.add_argument("--val-windows", type=int, help="cap validation windows, evenly spread (default: all)")
+    t.add_argument("--scale", type=float, default=10.0, help="input scale (default 10, the published convention)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("export", help="export a trained run as the box's .tflite + sidecar, verified",
+                       description="Convert to a single-step .tflite (builtin ops only) and verify it in the "
+                                   "device runtime against Keras over 100 steps before writing success.")
+    e.add_argument("run", help="run directory (from `imps-train train`)")
+    e.add_argument("-o", "--output", required=True, help=".tflite file to write (sidecar .json beside it)")
+    e.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"],
+                   help="device runtime to verify with (default: tflite-runtime, else ai-edge-litert)")
+    e.add_argument("--pi-temperature", type=float, default=1.0, help="recommended, stored in the sidecar")
+    e.add_argument("--sigma-temperature", type=float, default=0.01, help="recommended, stored in the sidecar")
+    e.set_defaults(func=_export)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ImpsError as exc:
+        print(f"imps-train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
