@@ -1,0 +1,265 @@
+"""SerialInput over real pseudo-terminals (os.openpty) and loop://."""
+import os
+import random
+import threading
+import time
+import tty
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from imps.errors import ConfigError
+from imps.serial_frames import Decoder, FrameType, BoardInfo, hello_reply_frame, sensor_frame
+from imps.serial_input import ActuatorOutput, SerialInput, SerialSettings, calibrate, resolve_port
+from imps.simulated_board import SimulatedBoard
+
+
+def wait_for(pred, timeout=3.0, step=0.01):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+class Events:
+    def __init__(self):
+        self.items = []
+        self.lock = threading.Lock()
+
+    def __call__(self, values, channels=None):
+        with self.lock:
+            self.items.append((list(values), list(channels)))
+
+    def __len__(self):
+        return len(self.items)
+
+
+@pytest.fixture
+def pty_pair():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    yield master, os.ttyname(slave)
+    for fd in (master, slave):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def source():
+    made = []
+
+    def make(**kw):
+        kw.setdefault("retry_interval", 0.1)
+        s = SerialInput(**kw)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.stop()
+
+
+def test_frames_become_calibrated_events_on_mapped_channels(pty_pair, source):
+    master, path = pty_pair
+    events = Events()
+    src = source(port=path, channels=[2, None, 0], calibration=[(0.0, 0.5), (0, 1), (1.0, 0.0)])
+    src.start(events)
+    assert src.wait_connected(3)
+    os.write(master, sensor_frame(0, [0.25, 0.9, 0.25]))
+    os.write(master, sensor_frame(1, [0.25, 0.9, 0.25]))   # a heartbeat: same values, no event
+    os.write(master, sensor_frame(2, [0.75, 0.1, 1.0]))
+    assert wait_for(lambda: len(events) >= 2)
+    time.sleep(0.1)
+    (v1, c1), (v2, c2) = events.items
+    assert c1 == c2 == [2, 0]
+    assert v1 == pytest.approx([0.5, 0.75], abs=1e-4)
+    assert v2 == pytest.approx([1.0, 0.0], abs=1e-4)   # clipped at raw_max; inverted range
+    st = src.status()
+    assert st["connected"] and st["frames"] == 3 and st["events"] == 2 and st["seq_gaps"] == 0
+
+
+def test_hello_on_connect_and_board_info_recorded(pty_pair, source):
+    master, path = pty_pair
+    src = source(port=path)
+    src.start(Events())
+    assert src.wait_connected(3)
+    dec = Decoder()
+    got = []
+    assert wait_for(lambda: got.extend(dec.feed(_read_some(master))) or got)
+    assert got[0].kind == FrameType.HELLO
+    os.write(master, hello_reply_frame(0, BoardInfo(1, (1, 3), 6, 2)))
+    assert wait_for(lambda: src.board is not None)
+    assert src.board.channels == 6 and src.board.version == "1.3"
+    assert src.status()["board"] == "fw 1.3, 6 ch, 2 act"
+
+
+def _read_some(fd):
+    import select
+    r, _, _ = select.select([fd], [], [], 0.05)
+    return os.read(fd, 4096) if r else b""
+
+
+def performance(n=400, dt=0.01, d=3):
+    t = np.arange(n)
+    rows = np.empty((n, d + 1), dtype=np.float32)
+    rows[:, 0] = dt
+    for j in range(d):
+        rows[:, j + 1] = (np.sin(t / (7.0 + j)) + 1) / 2
+    return rows
+
+
+def test_unplugged_mid_performance_recovers_within_2s(tmp_path, source):
+    rows = performance()
+    board = SimulatedBoard(rows, tmp_path / "by-id" / "usb-IMPS_board-if00", loop=True).start()
+    try:
+        events = Events()
+        src = source(port=str(tmp_path / "by-id" / "usb-IMPS_*"), retry_interval=0.1)
+        src.start(events)
+        assert src.wait_connected(3)
+        assert wait_for(lambda: len(events) > 20)
+        board.unplug()
+        assert wait_for(lambda: not src.connected, 3)
+        assert "no sensor board" in src.status()["last_error"] or "lost" in src.status()["last_error"]
+        time.sleep(0.3)          # stays down a while; the reader must keep retrying, not die
+        before = len(events)
+        board.plug()
+        t0 = time.monotonic()
+        assert src.wait_connected(2.0), "did not reconnect within 2 s"
+        assert wait_for(lambda: len(events) > before + 10, 2.0), "no events after reconnecting"
+        assert time.monotonic() - t0 < 4.0
+        st = src.status()
+        assert st["reconnects"] == 1 and st["connected"]
+        assert src.board is not None and src.board.channels == 3   # hello answered again
+    finally:
+        board.stop()
+
+
+def test_garbage_burst_is_counted_not_fatal(tmp_path, source):
+    board = SimulatedBoard(performance(), tmp_path / "board", heartbeat=None).start()
+    try:
+        events = Events()
+        src = source(port=str(tmp_path / "board"))
+        src.start(events)
+        assert src.wait_connected(3) and wait_for(lambda: len(events) > 5)
+        rng = random.Random(7)
+        for _ in range(20):
+            board.inject(bytes(rng.randrange(256) for _ in range(100)) + b"\x00")
+        before = len(events)
+        assert wait_for(lambda: len(events) > before + 10), "events stopped after garbage"
+        st = src.status()
+        assert st["crc_errors"] + st["bad_frames"] >= 20
+        assert st["resyncs"] >= 1 and st["connected"] and st["reconnects"] == 0
+    finally:
+        board.stop()
+
+
+def test_text_line_mode(pty_pair, source):
+    master, path = pty_pair
+    events = Events()
+    src = source(port=path, format="text", calibration=[(0, 1023), (0, 1023)])
+    src.start(events)
+    assert src.wait_connected(3)
+    os.write(master, b"0,1023\r\n512,256\nnot numbers\n\n1023,0\n")
+    assert wait_for(lambda: len(events) >= 3)
+    values = [v for v, _ in events.items]
+    assert values[0] == [0.0, 1.0]
+    assert values[1] == pytest.approx([512 / 1023, 256 / 1023])
+    assert values[2] == [1.0, 0.0]
+    st = src.status()
+    assert st["text_lines"] == 3 and st["bad_lines"] == 1
+    assert _read_some(master) == b""   # no binary hello in text mode
+
+
+def test_missing_port_retries_quietly_and_stops_promptly(tmp_path, source):
+    src = source(port=str(tmp_path / "nothing-here"), retry_interval=0.05)
+    src.start(Events())
+    time.sleep(0.3)
+    st = src.status()
+    assert not st["connected"] and str(tmp_path / "nothing-here") in st["last_error"]
+    t0 = time.monotonic()
+    src.stop()
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_callback_error_is_counted_and_reading_goes_on(pty_pair, source):
+    master, path = pty_pair
+    calls = []
+
+    def emit(values, channels):
+        calls.append(values)
+        if len(calls) == 1:
+            raise RuntimeError("engine bug")
+    src = source(port=path)
+    src.start(emit)
+    assert src.wait_connected(3)
+    os.write(master, sensor_frame(0, [0.1]) + sensor_frame(1, [0.2]))
+    assert wait_for(lambda: len(calls) == 2)
+    assert src.status()["callback_errors"] == 1
+
+
+def test_loop_url_echoes_frames_through_the_same_code(source):
+    events = Events()
+    src = source(port="loop://")
+    src.start(events)
+    assert src.wait_connected(3)
+    assert src.send(sensor_frame(9, [0.5, 0.25]))
+    assert wait_for(lambda: len(events) == 1)
+    assert events.items[0] == ([pytest.approx(0.5, abs=1e-4), pytest.approx(0.25, abs=1e-4)], [0, 1])
+    assert src.status()["ignored_frames"] >= 1   # its own HELLO came back and was ignored
+
+
+def test_actuator_output_reaches_the_board(tmp_path, source):
+    board = SimulatedBoard(performance(), tmp_path / "board").start()
+    try:
+        src = source(port=str(tmp_path / "board"))
+        src.start(Events())
+        assert src.wait_connected(3)
+        out = ActuatorOutput(src, controls=[2, 0])
+        assert out.send([0.1, 0.2, 0.75])
+        assert out.send_row([0.05, 1.0, 0.0, 0.0])
+        assert wait_for(lambda: len(board.actuator_log) == 2)
+        assert board.actuator_log[0][1] == pytest.approx([0.75, 0.1], abs=1e-4)
+        assert board.actuator_log[1][1] == pytest.approx([0.0, 1.0], abs=1e-4)
+        assert out.status() == {"actuator_sent": 2, "actuator_dropped": 0}
+        with pytest.raises(ConfigError, match="more than 2 controls"):
+            out.send([0.1, 0.2])
+    finally:
+        board.stop()
+
+
+def test_actuator_output_drops_while_disconnected(tmp_path, source):
+    src = source(port=str(tmp_path / "absent"))
+    out = ActuatorOutput(src, controls=[0])
+    assert not out.send([0.5])
+    assert out.status()["actuator_dropped"] == 1
+    with pytest.raises(ConfigError, match="frames"):
+        ActuatorOutput(source(port="loop://", format="text"))
+
+
+def test_resolve_port_specs(tmp_path, monkeypatch):
+    (tmp_path / "usb-Arduino_Leonardo-if00").touch()
+    assert resolve_port(str(tmp_path / "usb-Arduino*")) == str(tmp_path / "usb-Arduino_Leonardo-if00")
+    assert resolve_port(str(tmp_path / "usb-Teensy*")) is None
+    assert resolve_port("loop://") == "loop://"
+    ports = [SimpleNamespace(device="/dev/ttyUSB0", vid=0x0403, pid=0x6001),
+             SimpleNamespace(device="/dev/ttyACM0", vid=0x2341, pid=0x8036)]
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: ports)
+    assert resolve_port("usb:2341") == "/dev/ttyACM0"
+    assert resolve_port("usb:2341:8036") == "/dev/ttyACM0"
+    assert resolve_port("usb:2341:0043") is None
+    with pytest.raises(ConfigError, match="usb:VID"):
+        SerialSettings(port="usb:arduino")
+
+
+def test_settings_reject_unknown_and_bad_values():
+    with pytest.raises(ConfigError, match="unknown serial settings"):
+        SerialSettings.from_dict({"prot": "/dev/ttyACM0"})
+    with pytest.raises(ConfigError, match="format"):
+        SerialSettings(format="json")
+    with pytest.raises(ConfigError, match="channel 1"):
+        SerialSettings(calibration=[(0, 1), (5, 5)])
+    assert calibrate(0.5, 0.0, 2.0) == 0.25 and calibrate(-1, 0, 1) == 0.0
