@@ -1,0 +1,372 @@
+"""`make deploy` and friends against a real sshd on 127.0.0.1.
+
+The fixture starts its own sshd (key-only, temporary host keys and config,
+a temporary user created with useradd). There is no systemd in CI, so on that
+user's PATH `systemctl`, `journalctl` and `sudo` are recording stand-ins:
+`systemctl is-active imps` answers by running the current release's
+`bin/imps --version`, so a release whose code does not start is "failed".
+
+Test seams used (documented in deploy/deploy.sh): IMPS_PREFIX / IMPS_STATE /
+IMPS_UNIT_DIR point at a temporary layout, IMPS_SSH_OPTS carries the port and
+key, and IMPS_ENV_INSTALL makes the environment with `python3 -m venv
+--without-pip` (and records each install) instead of the real pip install.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SSHD = "/usr/sbin/sshd"
+
+STUB_CLI = textwrap.dedent('''\
+    """Stand-in for the box's CLI in deploy tests: only --version."""
+    import sys
+
+
+    def main(argv=None):
+        argv = sys.argv[1:] if argv is None else argv
+        if argv == ["--version"]:
+            print("imps (deploy test stand-in)")
+            return 0
+        return 2
+    ''')
+BROKEN_CLI = "import imps.no_such_module  # a release that cannot start\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class LoopbackSshd:
+    """A temporary user and an sshd on 127.0.0.1 that lets only that user in, by key."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.user = f"impsdep{os.getpid() % 100000}"
+        self.port = free_port()
+        self.proc = None
+        self.home = Path(tempfile.mkdtemp(prefix="imps-deploy-home-", dir="/tmp"))
+        run(["useradd", "--no-create-home", "--home-dir", str(self.home), "--shell", "/bin/bash",
+             self.user])
+        run(["usermod", "-p", "*", self.user])      # no password, but not locked: keys work
+        pw = pwd.getpwnam(self.user)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        key = self.dir / "client_key"
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imps-deploy-test", "-f", str(key)])
+        hostkey = self.dir / "host_ed25519"
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey)])
+        known = self.dir / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{self.port} {Path(str(hostkey) + '.pub').read_text()}")
+        ssh_dir = self.home / ".ssh"
+        ssh_dir.mkdir(mode=0o700)
+        (ssh_dir / "authorized_keys").write_text(Path(str(key) + ".pub").read_text())
+        self.stubs = self.home / "stubs"
+        self.stubs.mkdir()
+        (ssh_dir / "environment").write_text(f"PATH={self.stubs}:/usr/local/bin:/usr/bin:/bin\n")
+        self.chown(self.home)
+        config = self.dir / "sshd_config"
+        config.write_text(textwrap.dedent(f"""\
+            Port {self.port}
+            ListenAddress 127.0.0.1
+            HostKey {hostkey}
+            PidFile {self.dir / 'sshd.pid'}
+            AuthorizedKeysFile .ssh/authorized_keys
+            AllowUsers {self.user}
+            PubkeyAuthentication yes
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            UsePAM no
+            StrictModes no
+            PermitUserEnvironment yes
+            PrintMotd no
+            Subsystem sftp internal-sftp
+            """))
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)   # privilege separation directory
+        self.log = open(self.dir / "sshd.log", "w")
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.ssh_opts = (f"-p {self.port} -i {key} -o IdentitiesOnly=yes "
+                         f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o LogLevel=ERROR")
+        self.host = f"{self.user}@127.0.0.1"
+        self._wait_until_up()
+
+    def chown(self, path: Path):
+        for p in [path, *path.rglob("*")]:
+            os.lchown(p, self.uid, self.gid)
+
+    def _wait_until_up(self):
+        deadline = time.monotonic() + 15
+        while True:
+            r = subprocess.run(["ssh", *self.ssh_opts.split(), "-o", "BatchMode=yes", self.host, "true"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"test sshd did not come up: {r.stderr.strip()}; sshd log: "
+                                   f"{(self.dir / 'sshd.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        if subprocess.run(["userdel", self.user], capture_output=True).returncode != 0:
+            subprocess.run(["userdel", "-f", self.user], capture_output=True)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    if not os.path.exists(SSHD):
+        raise RuntimeError(f"{SSHD} is missing: install openssh-server (make system-deps)")
+    server = None
+    try:
+        server = LoopbackSshd(tmp_path_factory.mktemp("sshd"))
+        yield server
+    finally:
+        if server is not None:
+            server.close()
+        else:   # construction failed half way: still remove the user
+            subprocess.run(["userdel", "-f", f"impsdep{os.getpid() % 100000}"], capture_output=True)
+
+
+class Box:
+    """One box's layout in the test user's home, its stand-ins, and a source tree to deploy."""
+
+    def __init__(self, sshd: LoopbackSshd, name: str, source_root: Path):
+        self.sshd = sshd
+        self.root = sshd.home / name
+        self.prefix = self.root / "opt-imps"
+        self.state = self.root / "var-lib-imps"
+        self.units = self.root / "systemd"
+        self.calls = self.root / "systemctl.calls"
+        self.sudo_calls = self.root / "sudo.calls"
+        self.installs = self.root / "env-installs"
+        for d in (self.prefix, self.state / "logs", self.state / "models", self.units):
+            d.mkdir(parents=True)
+        self.calls.touch()
+        self.installs.touch()
+        self._stubs()
+        sshd.chown(self.root)
+        sshd.chown(sshd.stubs)
+        # The tree to deploy: the real device/, deploy/ and docs/, with a stand-in CLI.
+        self.source = source_root / name
+        for part in ("device", "deploy", "docs"):
+            if (REPO / part).exists():
+                shutil.copytree(REPO / part, self.source / part,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
+        self.set_cli(STUB_CLI)
+        git = ["git", "-C", str(self.source), "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+        run([*git, "init", "-q"])
+        run([*git, "add", "-A"])
+        run([*git, "commit", "-q", "-m", "test tree"])
+        self.rev = run([*git, "rev-parse", "--short", "HEAD"]).stdout.strip()
+
+    def _stubs(self):
+        stubs = self.sshd.stubs
+        (stubs / "systemctl").write_text(textwrap.dedent(f"""\
+            #!/bin/bash
+            # Recording stand-in for systemctl: there is no systemd in CI.
+            echo "$*" >> {self.calls}
+            case "$1" in
+              is-active)
+                if {self.prefix}/current/bin/imps --version >/dev/null 2>&1; then echo active
+                else echo failed; exit 3; fi ;;
+              show) echo "mode=user performer 0.0/s model 0.0/s" ;;
+              status) echo "* imps.service - IMPS box (stand-in)"; echo "     Active: active (running)" ;;
+            esac
+            exit 0
+            """))
+        (stubs / "journalctl").write_text("#!/bin/bash\necho \"-- journal stand-in: $* --\"\n")
+        (stubs / "sudo").write_text(textwrap.dedent(f"""\
+            #!/bin/bash
+            # Stand-in for sudo: records, then runs the command as the same user.
+            echo "$*" >> {self.sudo_calls}
+            [ "$1" = -n ] && shift
+            exec "$@"
+            """))
+        for stub in stubs.iterdir():
+            stub.chmod(0o755)
+
+    def set_cli(self, text: str):
+        (self.source / "device" / "imps" / "cli.py").write_text(text)
+
+    def env(self, **extra) -> dict:
+        env = dict(os.environ)
+        env.update(
+            IMPS_PREFIX=str(self.prefix), IMPS_STATE=str(self.state), IMPS_UNIT_DIR=str(self.units),
+            IMPS_USER="imps", IMPS_SSH_OPTS=self.sshd.ssh_opts,
+            IMPS_ENV_INSTALL=f'python3 -m venv --without-pip "$ENV_DIR" && echo "$ENV_DIR" >> {self.installs}',
+            IMPS_READY_TIMEOUT="4", IMPS_SETTLE="1")
+        env.update(extra)
+        return env
+
+    def deploy(self, *args, host=None, **extra):
+        return subprocess.run(["bash", str(self.source / "deploy" / "deploy.sh"), "deploy",
+                               host or self.sshd.host, *args],
+                              capture_output=True, text=True, env=self.env(**extra), timeout=120)
+
+    def current(self) -> Path:
+        return Path(os.readlink(self.prefix / "current"))
+
+    def releases(self) -> list[Path]:
+        return sorted((self.prefix / "releases").iterdir())
+
+    def systemctl_calls(self) -> list[str]:
+        return self.calls.read_text().splitlines()
+
+    def install_count(self) -> int:
+        return len(self.installs.read_text().splitlines())
+
+
+@pytest.fixture
+def box(sshd, request, tmp_path):
+    return Box(sshd, request.node.name.replace("[", "-").strip("]"), tmp_path)
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
+
+
+def test_first_deploy(box, tmp_path):
+    model = tmp_path / "knobs-9d.tflite"
+    model.write_bytes(b"TFL3 not really a model")
+    (tmp_path / "knobs-9d.json").write_text('{"dimension": 9}\n')
+    r = ok(box.deploy(str(model)))
+
+    [release] = box.releases()
+    assert box.current() == release
+    assert release.name.endswith("-" + box.rev)
+    assert (release / "device" / "imps" / "__init__.py").exists()
+    assert (release / "deploy" / "sound" / "imps.pd").exists()
+    env = Path(os.readlink(release / "venv"))
+    assert env.parent == box.prefix / "envs" and (env / ".complete").exists()
+    assert box.install_count() == 1
+    # The launcher runs this release's code on its environment.
+    out = run([str(box.prefix / "current" / "bin" / "imps"), "--version"]).stdout
+    assert "deploy test stand-in" in out
+    # Model and sidecar went to the models directory.
+    assert (box.state / "models" / "knobs-9d.tflite").read_bytes() == model.read_bytes()
+    assert (box.state / "models" / "knobs-9d.json").exists()
+    # Units rendered with this box's paths and installed; services restarted.
+    unit = (box.units / "imps.service").read_text()
+    assert f"ExecStart={box.prefix}/current/bin/imps run --config /etc/imps/box.toml" in unit
+    assert f"ReadWritePaths={box.state}/logs {box.state}/models" in unit
+    for name in ("imps.service", "imps-sound.service"):
+        assert not re.findall(r"@[A-Z]+@", (box.units / name).read_text()), f"{name}: placeholder left"
+    calls = box.systemctl_calls()
+    assert calls[:3] == ["daemon-reload", "enable --quiet imps-sound.service imps.service",
+                         "restart imps-sound.service imps.service"]
+    assert "is-active imps.service" in calls
+    # Not root on the box: privileged steps went through sudo -n.
+    assert "-n systemctl daemon-reload" in box.sudo_calls.read_text().splitlines()
+    assert "environment" in r.stdout and "installing" in r.stdout
+    assert f"deployed {release.name}" in r.stdout
+    assert "mode=user" in r.stdout            # the service's STATUS line is reported
+
+
+def test_second_deploy_reuses_the_environment(box):
+    ok(box.deploy())
+    first = box.current()
+    (box.source / "docs" / "change.txt").write_text("a code change, same requirements\n")
+    r = ok(box.deploy())
+    second = box.current()
+    assert second != first and box.releases() == sorted([first, second])
+    assert "reused" in r.stdout
+    assert box.install_count() == 1, "the environment was reinstalled although requirements did not change"
+    assert os.readlink(first / "venv") == os.readlink(second / "venv")
+    # Unchanged files are hard links into the previous release (rsync --link-dest).
+    assert (first / "deploy" / "deploy.sh").stat().st_ino == (second / "deploy" / "deploy.sh").stat().st_ino
+
+    with open(box.source / "device" / "requirements.txt", "a") as f:
+        f.write("# a changed requirement\n")
+    r = ok(box.deploy())
+    assert box.install_count() == 2 and "installing" in r.stdout
+    assert os.readlink(box.current() / "venv") != os.readlink(second / "venv")
+
+
+def test_broken_release_is_rolled_back(box):
+    ok(box.deploy())
+    good = box.current()
+    restarts_before = box.systemctl_calls().count("restart imps-sound.service imps.service")
+    box.set_cli(BROKEN_CLI)
+    r = box.deploy()
+    assert r.returncode != 0
+    [broken] = [p for p in box.releases() if p != good]
+    assert box.current() == good, "current should point to the previous release again"
+    assert f"release {broken.name} did not come up" in r.stderr
+    assert f"ROLLED BACK to {good.name}, which is running again" in r.stderr
+    assert "journal stand-in" in r.stderr          # the failing release's log lines are shown
+    restarts = box.systemctl_calls().count("restart imps-sound.service imps.service") - restarts_before
+    assert restarts == 2, "expected one restart into the broken release and one back"
+    assert broken.exists(), "the broken release is kept for inspection"
+
+
+def test_first_release_broken_has_nothing_to_roll_back_to(box):
+    box.set_cli(BROKEN_CLI)
+    r = box.deploy()
+    assert r.returncode != 0
+    assert "no previous release to roll back to" in r.stderr
+
+
+def test_unreachable_host_is_rejected_quickly(box):
+    closed = free_port()
+    start = time.monotonic()
+    r = box.deploy(host=f"{box.sshd.user}@127.0.0.1", IMPS_SSH_OPTS=f"-p {closed}")
+    assert r.returncode != 0
+    assert f"cannot reach {box.sshd.user}@127.0.0.1 over ssh" in r.stderr
+    assert "Connection refused" in r.stderr
+    r = box.deploy(host="pi@imps-box.invalid")
+    assert r.returncode != 0 and "cannot reach pi@imps-box.invalid over ssh" in r.stderr
+    assert time.monotonic() - start < 15
+    assert not (box.prefix / "releases").exists(), "nothing may be written to an unreachable box"
+
+
+def test_missing_host_is_rejected_by_make():
+    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "MAKEFLAGS", "MFLAGS")}
+    for target in ("deploy", "fetch-logs", "status"):
+        r = subprocess.run(["make", "-s", "-C", str(REPO), target], capture_output=True, text=True,
+                           env=env, timeout=30)
+        assert r.returncode != 0
+        assert f"no HOST given: make {target} HOST=user@host" in r.stderr
+
+
+def test_fetch_logs_and_status(box, tmp_path):
+    ok(box.deploy())
+    log = box.state / "logs" / "2026-11-26T13-45-00-9d-mdrnn.log"
+    log.write_text("2026-11-26T13:45:00.123456,interface,0.5,0.25,0.75,0,0,0,0,0\n")
+    box.sshd.chown(box.state)
+    dest = tmp_path / "fetched"
+    r = ok(subprocess.run(["bash", str(box.source / "deploy" / "deploy.sh"), "fetch-logs",
+                           box.sshd.host, str(dest)], capture_output=True, text=True, env=box.env()))
+    assert (dest / log.name).read_text() == log.read_text()
+    assert "1 log files" in r.stdout
+
+    r = ok(subprocess.run(["bash", str(box.source / "deploy" / "deploy.sh"), "status", box.sshd.host],
+                          capture_output=True, text=True, env=box.env()))
+    assert "imps.service - IMPS box (stand-in)" in r.stdout
+    assert "journal stand-in: -u imps.service -n 30" in r.stdout
+    assert f"release: {box.current()}" in r.stdout
