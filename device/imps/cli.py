@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dimension", type=int, help="fail unless the model has this dimension")
     check.set_defaults(func=_check_model)
 
+    from .bench import add_bench_arguments, bench_command
+    bench = sub.add_parser("bench", help="time predictions, start-up, memory and latency on this machine",
+                           description="Benchmark the model runtime (the IMPS paper's sweeps), cold start, "
+                                       "peak memory and the engine's timing; writes bench.csv and bench.json.")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=bench_command)
+
     return parser
 
 

@@ -48,6 +48,25 @@ def _export(args) -> int:
     return 0
 
 
+def _bench_models(args) -> int:
+    from .bench_models import make_all
+    make_all(args.output, seed=args.seed, runtime=args.runtime, force=args.force)
+    return 0
+
+
+def _plot_bench(args) -> int:
+    from .plot_bench import plot_bench
+    for path in plot_bench(args.results, args.output, paper=not args.no_paper):
+        print(f"wrote {path}")
+    return 0
+
+
+def _bench_keras(args) -> int:
+    from .bench_keras import bench_keras
+    bench_keras(args.output, args.units, args.dimension, args.iterations)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imps-train", description="Train MDRNN models for the IMPS box.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -97,6 +116,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pi-temperature", type=float, default=1.0, help="recommended, stored in the sidecar")
     e.add_argument("--sigma-temperature", type=float, default=0.01, help="recommended, stored in the sidecar")
     e.set_defaults(func=_export)
+
+    b = sub.add_parser("bench-models", help="random-weight models of every size the benchmark sweeps",
+                       description="Make (and verify in the device runtime) untrained models u<units>-d<D>.tflite "
+                                   "for the benchmark sweeps: units 16..512 at D=9, D 2..16 at 64 units.")
+    b.add_argument("-o", "--output", default="device/imps/models/bench", help="directory (default %(default)s)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"])
+    b.add_argument("--force", action="store_true", help="remake models that already exist")
+    b.set_defaults(func=_bench_models)
+
+    p = sub.add_parser("plot-bench", help="draw the paper's two figures from `imps bench` results",
+                       description="Time per prediction against LSTM units and against MDN dimension, "
+                                   "log-scaled, one line per machine and runtime, IQR error bars; overlays "
+                                   "every result file given, with the paper's published points.")
+    p.add_argument("results", nargs="+", help="bench.json files (or directories holding one)")
+    p.add_argument("-o", "--output", help="directory for the PNGs (default: beside the first result)")
+    p.add_argument("--no-paper", action="store_true", help="leave out the paper's published points")
+    p.set_defaults(func=_plot_bench)
+
+    k = sub.add_parser("bench-keras", help="time Keras predict() and model(x) beside the TFLite step",
+                       description="Workstation only (needs TensorFlow): time one step of the same model "
+                                   "through Keras predict(), the direct model(x) call and the TFLite runtime.")
+    k.add_argument("-o", "--output", help="bench.json to add the Keras rows to (else print only)")
+    k.add_argument("--units", type=int, nargs="+", default=[64, 512])
+    k.add_argument("--dimension", type=int, default=9)
+    k.add_argument("--iterations", type=int, default=200)
+    k.set_defaults(func=_bench_keras)
     return parser
 
 
