@@ -47,9 +47,17 @@ def load_performance(path, index: int = 0, *, trusted_pickle: bool = False) -> n
         if not 0 <= index < len(ds):
             raise DatasetError(f"{path}: performance {index} asked for, it has {len(ds)}")
         return ds.performance(index)
-    except DatasetError as exc:
-        if not trusted_pickle or "perfs" not in str(exc):
+    except DatasetError:
+        try:
+            with np.load(path, allow_pickle=False) as z:   # listing the members never unpickles
+                pickled = "perfs" in z.files
+        except (OSError, ValueError):
+            pickled = False
+        if not pickled:
             raise
+        if not trusted_pickle:
+            raise DatasetError(f"{path}: a published pickled dataset ('perfs'); loading it can run code, "
+                               f"so pass trusted_pickle=True (--trusted-pickle) if you trust the file") from None
     with np.load(path, allow_pickle=True) as z:
         perfs = z["perfs"]
         if not 0 <= index < len(perfs):
