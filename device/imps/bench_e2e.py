@@ -1,0 +1,455 @@
+"""The end-to-end parts of `imps bench`: start-up of the real box, scheduling
+error of played events, and input-to-output latency.
+
+Kept apart from bench.py because they drive the engine (imps.app.Box) and
+its inputs, whose API may move; each part degrades to a clearly labelled
+stand-in built from the same modules when the engine is not there, and a
+part that fails becomes a note in the results, never a crash of the bench.
+
+- ``ready``: ``imps run`` spawned with its own ``$NOTIFY_SOCKET``: time from
+  spawn to ``READY=1``, then its peak resident memory (VmHWM) after it has
+  played for a while.
+- ``schedule_error``: the box in duet mode (the model plays continuously);
+  how late each model event left after its due time
+  (``box.engine.scheduler.lateness``). Stand-in: MDRNN + Scheduler.
+- ``input_to_output``: a sensor frame written to a pseudo-terminal, read by
+  the serial input (added to the real box with ``Box.add_source``), through
+  the engine in layered mode (the model steps on every event), out as the
+  ``/performer`` OSC message received on a UDP socket here. Also the OSC
+  ``/interface`` -> ``/performer`` path through the box. Stand-in without the
+  engine: SerialInput -> MDRNN.step -> SoundOut, the modules the box uses.
+"""
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+
+from .bench import row, summary
+
+
+def _engine_available() -> bool:
+    try:
+        import imps.app  # noqa: F401
+        return hasattr(imps.app, "Box")
+    except ImportError:
+        return False
+
+
+def _udp_listener():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
+def _box_overrides(model, runtime: str, dimension: int, mode: str, sound_port: int, log_dir: str) -> dict:
+    return {"model": {"path": str(model), "runtime": runtime, "seed": 0},
+            "engine": {"mode": mode, "dimension": dimension},
+            "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound_port},
+            "log": {"directory": log_dir, "enabled": False},
+            "performer": {"simulate": False},
+            "status": {"terminal": False}}
+
+
+def _make_box(overrides: dict):
+    from .app import Box
+    from .config import load_config
+    return Box(load_config(None, overrides))
+
+
+def _model_dimension(model) -> int:
+    from .model_file import read_sidecar
+    sc = read_sidecar(model)
+    if sc is not None:
+        return sc.dimension
+    from .runtime import MDRNN
+    return MDRNN(model).dimension
+
+
+# -- start-up of the real box ------------------------------------------------------
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def ready_once(model, runtime: str, play_seconds: float = 2.0, timeout: float = 30.0) -> dict:
+    """Spawn `imps run` on model with a notify socket; seconds to READY=1 and peak RSS in MB."""
+    dimension = _model_dimension(model)
+    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
+        notify_path = os.path.join(tmp, "notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        sink, sink_port = _udp_listener()
+        config = Path(tmp) / "box.toml"
+        config.write_text(
+            f'[model]\npath = "{model}"\nruntime = "{runtime}"\nseed = 0\n'
+            f'[engine]\nmode = "call_response"\ndimension = {dimension}\n'
+            f'[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sink_port}\n'
+            f'[log]\ndirectory = "{tmp}/logs"\n'
+            f'[performer]\nsimulate = false\n'
+            f'[status]\nterminal = false\n')
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "imps", "run", "--config", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        ready = None
+        try:
+            deadline = t0 + timeout
+            while ready is None and time.perf_counter() < deadline and proc.poll() is None:
+                r, _, _ = select.select([notify], [], [], 0.05)
+                if r:
+                    msg = notify.recv(4096).decode(errors="replace")
+                    if "READY=1" in msg.split("\n"):
+                        ready = time.perf_counter() - t0
+            if ready is None:
+                raise RuntimeError(f"`imps run` did not say READY=1 within {timeout:g} s "
+                                   f"(exit {proc.poll()})")
+            time.sleep(play_seconds)
+            hwm = _vm_hwm_mb(proc.pid)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            notify.close()
+            sink.close()
+        if ready is None:
+            raise RuntimeError((err or b"").decode(errors="replace")[-500:])
+    return {"seconds": ready, "hwm_mb": hwm}
+
+
+def bench_ready(model, runtime: str, repeats: int) -> list[dict]:
+    runs = [ready_once(model, runtime) for _ in range(repeats)]
+    common = dict(runtime=runtime, threads=1, model=Path(model).name, note="imps run")
+    rows = [row("ready", summary([r["seconds"] * 1e3 for r in runs]), **common)]
+    hwm = [r["hwm_mb"] for r in runs if r["hwm_mb"] is not None]
+    if hwm:
+        rows.append(row("ready_rss", summary(hwm, "MB"), **common))
+    return rows
+
+
+# -- scheduling error ----------------------------------------------------------------
+
+def schedule_error_box(model, runtime: str, seconds: float) -> list[float]:
+    """Seconds late per played model event, the real box playing in duet mode."""
+    sink, port = _udp_listener()
+    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
+        box = _make_box(_box_overrides(model, runtime, _model_dimension(model), "duet", port, tmp))
+        drain = _Drain(sink)
+        box.start()
+        try:
+            time.sleep(seconds)
+        finally:
+            box.stop()
+            drain.stop()
+        return list(box.engine.scheduler.lateness)
+
+
+def schedule_error_standalone(model, runtime: str, seconds: float) -> list[float]:
+    """Stand-in without the engine: predict the next event while the current one waits,
+    schedule it at its predicted time on the box's Scheduler, send it as OSC."""
+    from .osc_io import MODEL_VOICE, SoundOut
+    from .runtime import MDRNN
+    from .scheduler import Scheduler
+    sink, port = _udp_listener()
+    drain = _Drain(sink)
+    out = SoundOut("127.0.0.1", port)
+    model = MDRNN(model, runtime=runtime, seed=0)
+    sched = Scheduler(lambda ev: out.send(MODEL_VOICE, ev[1:]), capacity=8).start()
+    try:
+        r = [0.05] + [0.5] * (model.dimension - 1)
+        due = time.monotonic() + 0.05
+        end = due + seconds
+        while due < end:
+            r = model.predict(r)
+            due += min(max(r[0], 0.005), 0.2)     # bounded dt: enough events in a short run
+            while sched.pending() >= 4:
+                time.sleep(0.001)
+            sched.schedule(due, r)
+        time.sleep(0.3)
+    finally:
+        sched.stop()
+        drain.stop()
+        out.close()
+    return list(sched.lateness)
+
+
+class _Drain(threading.Thread):
+    """Reads and discards a UDP socket (the box's sound output) until stopped."""
+
+    def __init__(self, sock):
+        super().__init__(daemon=True)
+        self.sock = sock
+        self._halt = threading.Event()
+        self.start()
+
+    def run(self):
+        self.sock.settimeout(0.1)
+        while not self._halt.is_set():
+            try:
+                self.sock.recv(65536)
+            except OSError:
+                continue
+
+    def stop(self):
+        self._halt.set()
+        self.join(1)
+        self.sock.close()
+
+
+# -- input to output --------------------------------------------------------------------
+
+class _OscWaiter:
+    """Receives OSC on a UDP socket; ``wait(address)`` returns the arrival time of the next match."""
+
+    def __init__(self):
+        self.sock, self.port = _udp_listener()
+
+    def wait(self, address: str, timeout: float = 0.5) -> float | None:
+        want = address.encode()
+        deadline = time.perf_counter() + timeout
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.sock], [], [], left)
+            if not r:
+                return None
+            data = self.sock.recv(65536)
+            t = time.perf_counter()
+            if data.startswith(want + b"\0"):
+                return t
+
+    def flush(self):
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recv(65536)
+        except OSError:
+            pass
+        self.sock.setblocking(True)
+
+    def close(self):
+        self.sock.close()
+
+
+def _pty():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+def _drain_fd(fd):
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            if not os.read(fd, 4096):
+                return
+        except OSError:
+            return
+
+
+def _frames_to_osc(write_frame, waiter: _OscWaiter, address: str, events: int, channels: int,
+                   gap: tuple = (0.004, 0.012), master=None) -> list[float]:
+    """Write ``events`` sensor frames with changing values; seconds from write to OSC arrival."""
+    from .serial_frames import sensor_frame
+    rng = random.Random(0)
+    out = []
+    for seq in range(events):
+        values = [rng.random() for _ in range(channels)]
+        frame = sensor_frame(seq & 0xFF, values)
+        waiter.flush()
+        if master is not None:
+            _drain_fd(master)
+        t0 = time.perf_counter()
+        write_frame(frame)
+        t1 = waiter.wait(address)
+        if t1 is not None:
+            out.append(t1 - t0)
+        time.sleep(rng.uniform(*gap))
+    return out
+
+
+def input_to_output_pipeline(model, runtime: str, events: int) -> list[float]:
+    """Sensor frame on a pty -> SerialInput -> MDRNN.step -> /performer OSC (no engine)."""
+    from .osc_io import PERFORMER_VOICE, SoundOut
+    from .runtime import MDRNN
+    from .serial_input import SerialInput
+    mdrnn = MDRNN(model, runtime=runtime, seed=0)
+    waiter = _OscWaiter()
+    out = SoundOut("127.0.0.1", waiter.port)
+    controls = mdrnn.dimension - 1
+    last = [time.monotonic()]
+
+    def emit(values, channels=None):
+        now = time.monotonic()
+        dt, last[0] = now - last[0], now
+        out.send(PERFORMER_VOICE, values)
+        mdrnn.step([min(dt, 5.0), *values])
+
+    master, slave, path = _pty()
+    source = SerialInput(port=path, format="frames", hello_attempts=0)
+    source.start(emit)
+    try:
+        if not source.wait_connected(5.0):
+            raise RuntimeError(f"serial input did not open {path}: {source.last_error}")
+        time.sleep(0.05)
+        return _frames_to_osc(lambda b: os.write(master, b), waiter, PERFORMER_VOICE, events, controls,
+                              master=master)
+    finally:
+        source.stop()
+        out.close()
+        waiter.close()
+        os.close(master)
+        os.close(slave)
+
+
+def input_to_output_box_serial(model, runtime: str, events: int) -> list[float]:
+    """Sensor frame on a pty -> SerialInput added to the real box (layered mode: the model
+    steps on every event) -> engine -> /performer OSC received here."""
+    from .osc_io import PERFORMER_VOICE
+    from .serial_input import SerialInput
+    waiter = _OscWaiter()
+    master, slave, path = _pty()
+    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
+        dimension = _model_dimension(model)
+        box = _make_box(_box_overrides(model, runtime, dimension, "layered", waiter.port, tmp))
+        source = SerialInput(port=path, format="frames", hello_attempts=0)
+        box.add_source(source)
+        box.start()
+        try:
+            if not source.wait_connected(5.0):
+                raise RuntimeError(f"serial input did not open {path}: {source.last_error}")
+            time.sleep(0.05)
+            return _frames_to_osc(lambda b: os.write(master, b), waiter, PERFORMER_VOICE, events,
+                                  dimension - 1, master=master)
+        finally:
+            box.stop()
+            waiter.close()
+            os.close(master)
+            os.close(slave)
+
+
+def input_to_output_box_osc(model, runtime: str, events: int) -> list[float]:
+    """/interface OSC in -> the real box (layered mode: the model steps on every event) -> /performer out."""
+    from .osc_io import INTERFACE, PERFORMER_VOICE, encode_floats
+    waiter = _OscWaiter()
+    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
+        dimension = _model_dimension(model)
+        overrides = _box_overrides(model, runtime, dimension, "layered", waiter.port, tmp)
+        box = _make_box(overrides)
+        box.start()
+        try:
+            port = _box_interface_port(box)
+            send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            rng = random.Random(0)
+            out = []
+            for _ in range(events):
+                msg = encode_floats(INTERFACE, [rng.random() for _ in range(dimension - 1)])
+                waiter.flush()
+                t0 = time.perf_counter()
+                send.sendto(msg, ("127.0.0.1", port))
+                t1 = waiter.wait(PERFORMER_VOICE)
+                if t1 is not None:
+                    out.append(t1 - t0)
+                time.sleep(rng.uniform(0.004, 0.012))
+            send.close()
+            return out
+        finally:
+            box.stop()
+            waiter.close()
+
+
+def _box_interface_port(box) -> int:
+    """The UDP port the box's /interface receiver is bound to (asked for port 0)."""
+    for receiver in getattr(box, "receivers", ()):
+        if getattr(receiver, "name", "") == "interface" and getattr(receiver, "port", 0):
+            return receiver.port
+    for path in ("interface_port", "engine.interface_port", "osc_in.port", "interface.port",
+                 "interface_receiver.port", "inputs.interface.port"):
+        obj = box
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        if isinstance(obj, int) and obj > 0:
+            return obj
+    for name in dir(box):
+        obj = getattr(box, name, None)
+        sock = getattr(obj, "sock", None) or getattr(obj, "socket", None)
+        if isinstance(sock, socket.socket) and getattr(obj, "name", "") in ("interface", "osc"):
+            return sock.getsockname()[1]
+    raise RuntimeError("cannot find the box's /interface port (imps.app.Box API changed?)")
+
+
+# -- all of it --------------------------------------------------------------------
+
+def run_all(model, runtime: str, seconds: float, log=print) -> tuple[list[dict], dict]:
+    """Every end-to-end row that can be measured here, and notes on what could not."""
+    rows, notes = [], {}
+    common = dict(runtime=runtime, threads=1, model=Path(model).name)
+    events = max(50, int(seconds * 60))
+    engine = _engine_available()
+
+    def attempt(key, fn):
+        try:
+            fn()
+        except Exception as exc:  # a broken part is reported, the rest still runs
+            notes[key] = f"not measured: {type(exc).__name__}: {exc}"
+            log(f"bench: {key}: {notes[key]}")
+
+    if engine:
+        attempt("ready", lambda: rows.extend(bench_ready(model, runtime, 3)))
+
+        def box_schedule():
+            lateness = schedule_error_box(model, runtime, seconds)
+            rows.append(row("schedule_error", summary([s * 1e3 for s in lateness]), note="box duet", **common))
+        attempt("schedule_error", box_schedule)
+
+        def box_serial():
+            lat = input_to_output_box_serial(model, runtime, events)
+            rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="serial box layered",
+                            **common))
+        attempt("input_to_output_serial", box_serial)
+
+        def box_osc():
+            lat = input_to_output_box_osc(model, runtime, events)
+            rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="osc box layered",
+                            **common))
+        attempt("input_to_output_osc", box_osc)
+        return rows, notes
+    else:
+        notes["engine"] = "imps.app.Box not present: ready, box scheduling and box OSC latency not measured"
+
+        def standalone_schedule():
+            lateness = schedule_error_standalone(model, runtime, seconds)
+            rows.append(row("schedule_error", summary([s * 1e3 for s in lateness]),
+                            note="scheduler standalone", **common))
+        attempt("schedule_error", standalone_schedule)
+
+    def serial_pipeline():
+        lat = input_to_output_pipeline(model, runtime, events)
+        rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="serial pipeline", **common))
+    attempt("input_to_output_serial", serial_pipeline)
+    return rows, notes
