@@ -308,7 +308,9 @@ def cold_start_once(model, runtime: str, threads: int = 1, python: str | None = 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     first = proc.stdout.readline()
     t_ready = time.perf_counter() - t0
-    rest, err = proc.communicate(timeout=60)
+    rest = proc.stdout.read()   # not communicate(): it would bypass what readline() buffered
+    err = proc.stderr.read()
+    proc.wait(60)
     if first.strip() != "READY" or proc.returncode != 0:
         raise ImpsError(f"cold-start probe for {model} with {runtime} failed (exit {proc.returncode}): "
                         f"{(first + rest + err).strip()[-500:]}")
