@@ -67,6 +67,41 @@ def _bench_keras(args) -> int:
     return 0
 
 
+def _experiment(args) -> int:
+    from imps.dataset import load_dataset
+    from .experiment import run_experiment
+    from .train import TrainConfig
+    patience = args.epochs if args.patience is None else args.patience
+    config = TrainConfig(seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs, patience=patience,
+                         learning_rate=args.learning_rate, val_fraction=args.val_fraction,
+                         windows_per_epoch=args.windows_per_epoch, val_windows=args.val_windows,
+                         input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures)
+    dataset = load_dataset(args.dataset)
+    summary = run_experiment(dataset, args.sizes.split(","), args.out, config, label=args.label or Path(args.dataset).stem,
+                             progress=not args.quiet, resume=args.resume)
+    for row in summary["sizes"]:
+        best = row["best_val_loss"]
+        print(f"{row['units']:>5} units: best validation loss {best if best is None else f'{best:.3f}'} "
+              f"at epoch {row['best_epoch']} of {row['epochs_run']}, {row['seconds_per_epoch']:.1f} s/epoch")
+    print(f"wrote {args.out}/summary.csv, summary.json and loss-by-size.png")
+    return 0
+
+
+def _temperatures(args) -> int:
+    from imps.dataset import load_dataset
+    from .temperatures import explore, parse_floats
+    summary = explore(args.model, load_dataset(args.dataset), args.out,
+                      parse_floats(args.pi, "--pi"), parse_floats(args.sigma, "--sigma"), steps=args.steps,
+                      prime_rows=args.prime_rows, val_fraction=args.val_fraction, split_seed=args.split_seed,
+                      seed=args.seed, nll_rows=args.nll_rows, runtime=args.runtime, progress=not args.quiet)
+    b = summary["best"]
+    print(f"closest to held-out playing: pi {b['pi_temperature']:g}, sigma {b['sigma_temperature']:g} "
+          f"(mean W1 {b['w1_mean']:.4f}: dt {b['w1_dt']:.4f} s, values {b['w1_values']:.4f}, "
+          f"step {b['w1_step']:.4f})")
+    print(f"wrote {args.out}/temperatures.csv, temperatures.json and temperature-grid.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imps-train", description="Train MDRNN models for the IMPS box.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -143,7 +178,64 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--dimension", type=int, default=9)
     k.add_argument("--iterations", type=int, default=200)
     k.set_defaults(func=_bench_keras)
+    _add_experiment_commands(sub)
     return parser
+
+
+def _add_experiment_commands(sub) -> None:
+    """`imps-train experiment` and `imps-train temperatures` (docs/results.md)."""
+    x = sub.add_parser("experiment", help="train several model sizes under identical settings and compare them",
+                       description="Train every size in --sizes on one dataset with the same split, seed, window "
+                                   "caps, epoch cap and patience (the IMPS paper's size experiment). Writes one "
+                                   "run directory per size (<units>u/, exportable), summary.csv, summary.json and "
+                                   "loss-by-size.png (training solid, validation dashed, one colour per size).")
+    x.add_argument("dataset", help="dataset .npz (from `imps-train dataset`)")
+    x.add_argument("-o", "--out", required=True, help="experiment directory to write")
+    x.add_argument("--sizes", default="64,128,256,512",
+                   help="comma-separated units or size names (default 64,128,256,512, the paper's)")
+    x.add_argument("--label", help="dataset name for the figure (default: the file name)")
+    x.add_argument("--layers", type=int, default=2)
+    x.add_argument("--mixtures", type=int, default=5)
+    x.add_argument("--seq-len", type=int, default=50)
+    x.add_argument("--batch-size", type=int, default=64)
+    x.add_argument("--epochs", type=int, default=100, help="epoch cap, the same for every size (default 100)")
+    x.add_argument("--patience", type=int,
+                   help="early-stopping patience (default: none, so every curve runs the full --epochs; "
+                        "the paper used 10)")
+    x.add_argument("--learning-rate", type=float, default=1e-3)
+    x.add_argument("--val-fraction", type=float, default=0.1)
+    x.add_argument("--windows-per-epoch", type=int, help="training windows per epoch, the same for every size "
+                                                         "(default: all)")
+    x.add_argument("--val-windows", type=int, help="cap validation windows, evenly spread (default: all)")
+    x.add_argument("--scale", type=float, default=10.0, help="input scale (default 10, the published convention)")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--resume", action="store_true",
+                   help="keep sizes already trained in --out with identical settings instead of retraining")
+    x.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    x.set_defaults(func=_experiment)
+
+    m = sub.add_parser("temperatures", help="generate over a grid of pi/sigma temperatures, draw and score it",
+                       description="Prime an exported model with a held-out performance and let it play over a "
+                                   "grid of pi (mixture choice) and sigma (Gaussian spread) temperatures, with the "
+                                   "device runtime and sampler. Draws x/y paths with pressure as width and colour "
+                                   "(temperature-grid.png) and scores each cell against the held-out playing: 1-D "
+                                   "Wasserstein distances of dt, control values and move size, and the held-out "
+                                   "negative log-likelihood under the tempered mixture (temperatures.csv/.json).")
+    m.add_argument("model", help="exported .tflite (sidecar beside it)")
+    m.add_argument("dataset", help="the dataset .npz the model was trained on; its held-out split is used")
+    m.add_argument("-o", "--out", required=True, help="directory to write")
+    m.add_argument("--pi", default="0.5,1,1.5,2", help="pi temperatures (default 0.5,1,1.5,2)")
+    m.add_argument("--sigma", default="0.001,0.01,0.1,0.5", help="sigma temperatures (default 0.001,0.01,0.1,0.5)")
+    m.add_argument("--steps", type=int, default=500, help="events generated per cell (default 500)")
+    m.add_argument("--prime-rows", type=int, default=50, help="held-out rows fed before generating (default 50)")
+    m.add_argument("--nll-rows", type=int, default=2000, help="held-out rows scored for the NLL (default 2000)")
+    m.add_argument("--val-fraction", type=float, default=0.1, help="the training split's (default 0.1)")
+    m.add_argument("--split-seed", type=int, default=0, help="the training split's seed (default 0)")
+    m.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every cell (default 0)")
+    m.add_argument("--runtime", default="ai-edge-litert", choices=["ai-edge-litert"],
+                   help="device runtime (ai-edge-litert: the only one that shares a process with TensorFlow)")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=_temperatures)
 
 
 def main(argv=None) -> int:
