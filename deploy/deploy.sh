@@ -10,7 +10,7 @@
 #   deploy.sh status HOST           service state and recent journal lines
 #   deploy.sh security              systemd-analyze verify + security exposure of the units
 #   deploy.sh render-units OUTDIR   the unit templates with this box's paths
-#   deploy.sh activate RELEASE      (runs on the box, called by `deploy`)
+#   deploy.sh activate RELEASE [M]  (runs on the box, called by `deploy`)
 #
 # Settings (environment; the defaults are the box's layout, see docs/appliance.md):
 #   IMPS_PREFIX=/opt/imps        releases/, envs/, current -> releases/<id>
@@ -93,7 +93,8 @@ cmd_deploy() {
     say "model ${files[*]} -> $STATE/models/"
     rsync -t --chmod=F0644 -e "ssh ${SSH_OPTS[*]}" "${files[@]}" "$HOST:$STATE/models/"
   fi
-  remote "$(remote_env)bash $(printf %q "$release/deploy/deploy.sh") activate $(printf %q "$release")"
+  remote "$(remote_env)bash $(printf %q "$release/deploy/deploy.sh") activate $(printf %q "$release") \
+    $(printf %q "$(basename "${model:-}")")"
 }
 
 cmd_fetch_logs() {
@@ -184,6 +185,16 @@ EOF
   chmod 0755 "$1/bin/imps"
 }
 
+# models/current.tflite (and .json, its sidecar) is the model box.toml names.
+use_model() {
+  local models=$STATE/models name=${1%.*} ext
+  for ext in tflite json; do
+    if [ -f "$models/$name.$ext" ]; then ln -sfn "$name.$ext" "$models/current.$ext"
+    else rm -f "$models/current.$ext"; fi
+  done
+  say "model: $models/current.tflite -> $1"
+}
+
 switch_to() {
   ln -sfn "$1" "$PREFIX/current.tmp"
   mv -T "$PREFIX/current.tmp" "$PREFIX/current"
@@ -235,12 +246,13 @@ prune() {
 }
 
 cmd_activate() {
-  local release=${1:?activate RELEASE} previous
+  local release=${1:?activate RELEASE [MODEL]} model=${2:-} previous
   SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
   previous=$(readlink -e "$PREFIX/current" || true)
   [ "$previous" != "$release" ] || previous=
   install_env "$release"
   write_launcher "$release"
+  [ -z "$model" ] || use_model "$model"
   switch_to "$release"
   install_units
   say "restarting imps on $(basename "$release")"

@@ -80,6 +80,9 @@ class LoopbackSshd:
         self.stubs = self.home / "stubs"
         self.stubs.mkdir()
         (ssh_dir / "environment").write_text(f"PATH={self.stubs}:/usr/local/bin:/usr/bin:/bin\n")
+        # The user may "sudo" (a stand-in that runs the command as the same user).
+        (self.stubs / "sudo").write_text('#!/bin/bash\n[ "$1" = -n ] && shift\nexec "$@"\n')
+        (self.stubs / "sudo").chmod(0o755)
         self.chown(self.home)
         config = self.dir / "sshd_config"
         config.write_text(textwrap.dedent(f"""\
@@ -271,6 +274,8 @@ def test_first_deploy(box, tmp_path):
     # Model and sidecar went to the models directory.
     assert (box.state / "models" / "knobs-9d.tflite").read_bytes() == model.read_bytes()
     assert (box.state / "models" / "knobs-9d.json").exists()
+    assert os.readlink(box.state / "models" / "current.tflite") == "knobs-9d.tflite"
+    assert os.readlink(box.state / "models" / "current.json") == "knobs-9d.json"
     # Units rendered with this box's paths and installed; services restarted.
     unit = (box.units / "imps.service").read_text()
     assert f"ExecStart={box.prefix}/current/bin/imps run --config /etc/imps/box.toml" in unit
@@ -370,3 +375,122 @@ def test_fetch_logs_and_status(box, tmp_path):
     assert "imps.service - IMPS box (stand-in)" in r.stdout
     assert "journal stand-in: -u imps.service -n 30" in r.stdout
     assert f"release: {box.current()}" in r.stdout
+
+
+# --- provisioning ------------------------------------------------------------------
+
+PROVISION = REPO / "deploy" / "provision.sh"
+
+
+def provision_env(root: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
+    env.update(IMPS_PREFIX=str(root / "opt-imps"), IMPS_STATE=str(root / "var-lib-imps"),
+               IMPS_ETC=str(root / "etc"), **extra)
+    return env
+
+
+def test_provision_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
+    root = tmp_path / "box"
+    r = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True,
+                          env=provision_env(root, IMPS_USER="impsnobody")))
+    out = r.stdout
+    assert "dry run: nothing is changed" in out
+    assert "+ useradd --system --user-group" in out and " impsnobody\n" in out
+    assert f"+ install -d -m 2770 -o impsnobody -g impsnobody {root}/var-lib-imps/logs" in out
+    assert f"+ write {root}/etc/imps/box.toml" in out
+    assert f'    | directory = "{root}/var-lib-imps/logs"' in out
+    assert not root.exists(), "a dry run must not change anything"
+
+
+def test_provision_without_host_is_rejected():
+    r = subprocess.run(["make", "-s", "-C", str(REPO), "provision"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "no HOST given: make provision HOST=user@host" in r.stderr
+
+
+@pytest.fixture
+def provision_stubs(tmp_path):
+    """Stand-ins for the parts of a Pi this machine lacks: apt-get/dpkg-query (a fake
+    package database) and raspi-config (serial settings in a state file)."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    state = tmp_path / "stub-state"
+    state.mkdir()
+    (state / "serial").write_text("cons=0 hw=1\n")          # console on, UART off: a fresh Pi
+    scripts = {
+        "apt-get": f"""#!/bin/bash
+            echo "apt-get $*" >> {state}/calls
+            [ "$1" = install ] && for p in "$@"; do [[ $p == -* || $p == install ]] || echo "$p" >> {state}/installed; done
+            exit 0""",
+        "dpkg-query": f"""#!/bin/bash
+            pkg=${{@: -1}}
+            if grep -qx "$pkg" {state}/installed 2>/dev/null; then printf 'install ok installed'; exit 0; fi
+            exec /usr/bin/dpkg-query "$@" """,
+        "raspi-config": f"""#!/bin/bash
+            echo "raspi-config $*" >> {state}/calls
+            source <(tr ' ' '\\n' < {state}/serial)
+            case "$2" in
+              get_serial_cons) echo "$cons" ;;
+              get_serial_hw) echo "$hw" ;;
+              do_serial_cons) cons=$3 ;;
+              do_serial_hw) hw=$3 ;;
+            esac
+            echo "cons=$cons hw=$hw" > {state}/serial""",
+    }
+    for name, text in scripts.items():
+        (stubs / name).write_text(textwrap.dedent(text).lstrip())
+        (stubs / name).chmod(0o755)
+    return stubs, state
+
+
+def test_provision_for_real_is_idempotent(tmp_path, provision_stubs):
+    stubs, stub_state = provision_stubs
+    user = f"impsprov{os.getpid() % 100000}"
+    root = tmp_path / "box"
+    env = provision_env(root, IMPS_USER=user, IMPS_GROUPS="dialout audio",
+                        PATH=f"{stubs}:{os.environ['PATH']}")
+    try:
+        ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True, env=env))
+        assert not root.exists()
+        assert not (stub_state / "calls").exists() or "do_serial" not in (stub_state / "calls").read_text()
+        first = ok(subprocess.run(["bash", str(PROVISION), "--on-box"], capture_output=True, text=True,
+                                  env=env))
+        groups = run(["id", "-nG", user]).stdout.split()
+        assert {"dialout", "audio", user} <= set(groups)
+        assert run(["getent", "passwd", user]).stdout.strip().endswith(":/usr/sbin/nologin")
+        state = root / "var-lib-imps"
+        assert (state / "logs").stat().st_mode & 0o7777 == 0o2770
+        assert pwd.getpwuid((state / "models").stat().st_uid).pw_name == user
+        assert os.readlink(state / "models" / "current.tflite") == \
+            f"{root}/opt-imps/current/device/imps/models/default.tflite"
+        assert (root / "opt-imps" / "releases").is_dir() and (root / "opt-imps" / "envs").is_dir()
+        assert f'path = "{state}/models/current.tflite"' in (root / "etc" / "imps" / "box.toml").read_text()
+        assert (stub_state / "serial").read_text().strip() == "cons=1 hw=0"
+        assert "reboot the box once" in first.stdout
+
+        (root / "etc" / "imps" / "box.toml").write_text("# edited by hand\n")
+        second = ok(subprocess.run(["bash", str(PROVISION), "--on-box"], capture_output=True, text=True,
+                                   env=env))
+        changes = [line for line in second.stdout.splitlines() if line.startswith("+")]
+        assert changes == [], f"a second run changed things:\n{second.stdout}"
+        assert (root / "etc" / "imps" / "box.toml").read_text() == "# edited by hand\n"
+        assert "reboot" not in second.stdout
+    finally:
+        subprocess.run(["userdel", user], capture_output=True)
+
+
+def test_provision_over_ssh_dry_run(sshd, tmp_path):
+    env = provision_env(tmp_path / "box", IMPS_SSH_OPTS=sshd.ssh_opts, IMPS_USER="impsnobody")
+    r = ok(subprocess.run(["bash", str(PROVISION), "--dry-run", sshd.host], capture_output=True, text=True,
+                          env=env, timeout=60))
+    assert "dry run: nothing is changed" in r.stdout
+    assert f"{sshd.user} deploys" in r.stdout            # the ssh login becomes the admin
+    assert "+ useradd" in r.stdout and "== provisioned" in r.stdout
+    assert not (tmp_path / "box").exists()
+
+
+def test_scripts_are_shellcheck_clean():
+    scripts = [REPO / "deploy" / "deploy.sh", PROVISION]
+    for script in scripts:
+        ok(subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True))
+    r = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Prepare a fresh Raspberry Pi OS Lite (Bookworm, 64-bit) for the IMPS box.
+#
+#   provision.sh HOST              over ssh (the login needs passwordless sudo, as `pi` has)
+#   provision.sh --dry-run HOST    on the box, print what would change, change nothing
+#   provision.sh --dry-run         print the plan against this machine, change nothing
+#
+# Idempotent: every step checks first, so running it again changes nothing.
+# Settings: IMPS_PREFIX (/opt/imps), IMPS_STATE (/var/lib/imps), IMPS_USER (imps),
+# IMPS_AUDIO_CARD (ALSA card id for /etc/asound.conf; default: a USB card, else
+# the headphone jack), IMPS_SSH_OPTS (extra ssh options); for tests: IMPS_ETC (/etc),
+# IMPS_GROUPS ("gpio dialout audio").
+set -euo pipefail
+
+PREFIX=${IMPS_PREFIX:-/opt/imps}
+STATE=${IMPS_STATE:-/var/lib/imps}
+SERVICE_USER=${IMPS_USER:-imps}
+AUDIO_CARD=${IMPS_AUDIO_CARD:-auto}
+PACKAGES=(python3-venv python3-dev gcc libsystemd-dev pkg-config puredata-core rsync alsa-utils)
+ETC=${IMPS_ETC:-/etc}
+read -ra GROUPS_NEEDED <<<"${IMPS_GROUPS:-gpio dialout audio}"
+DRY_RUN=0
+REBOOT=0
+
+die() { echo "provision: $*" >&2; exit 1; }
+say() { echo "== $*"; }
+# Every change goes through run: printed, and in a dry run only printed.
+run() {
+  echo "+$(printf ' %q' "$@")"
+  [ "$DRY_RUN" = 1 ] || "$@"
+}
+# Write stdin to a file (printed instead in a dry run).
+write_file() {
+  local path=$1 mode=$2 content line
+  content=$(cat)
+  echo "+ write $path (mode $mode)"
+  if [ "$DRY_RUN" = 1 ]; then
+    while IFS= read -r line; do echo "    | $line"; done <<<"$content"
+    return
+  fi
+  printf '%s\n' "$content" >"$path"
+  chmod "$mode" "$path"
+}
+
+# --- on the box (as root) ---------------------------------------------------------
+
+packages() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then say "packages: all present"; return; fi
+  say "packages: installing ${missing[*]}"
+  run apt-get update -q
+  run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+users() {
+  local g
+  for g in "${GROUPS_NEEDED[@]}"; do
+    getent group "$g" >/dev/null || run groupadd --system "$g"
+  done
+  if ! id "$SERVICE_USER" >/dev/null 2>&1; then
+    run useradd --system --user-group --home-dir "$STATE" --no-create-home \
+      --shell /usr/sbin/nologin --comment "IMPS box service" "$SERVICE_USER"
+  fi
+  for g in "${GROUPS_NEEDED[@]}"; do
+    id -nG "$SERVICE_USER" 2>/dev/null | tr ' ' '\n' | grep -qx "$g" || run usermod -aG "$g" "$SERVICE_USER"
+  done
+  # The admin who deploys reads the logs and writes models through the service group.
+  if [ "$ADMIN" != root ] && ! id -nG "$ADMIN" | tr ' ' '\n' | grep -qx "$SERVICE_USER"; then
+    run usermod -aG "$SERVICE_USER" "$ADMIN"
+  fi
+  say "users: $SERVICE_USER in ${GROUPS_NEEDED[*]}; $ADMIN deploys"
+}
+
+# Serial console off (it would talk over the sensor board), UART on.
+serial() {
+  if ! command -v raspi-config >/dev/null; then
+    say "serial: no raspi-config (not Raspberry Pi OS?), leaving the UART alone"
+    return
+  fi
+  # raspi-config's get_* print 0 for "enabled".
+  if [ "$(raspi-config nonint get_serial_cons)" != 1 ]; then
+    run raspi-config nonint do_serial_cons 1; REBOOT=1
+  fi
+  if [ "$(raspi-config nonint get_serial_hw)" != 0 ]; then
+    run raspi-config nonint do_serial_hw 0; REBOOT=1
+  fi
+  say "serial: console off, UART on"
+}
+
+# ALSA's default device is what the sound engine plays to.
+audio() {
+  if [ -e "$ETC/asound.conf" ]; then say "audio: $ETC/asound.conf exists, kept"; return; fi
+  local card=$AUDIO_CARD
+  if [ "$card" = auto ]; then
+    card=$(sed -nE 's/^ *[0-9]+ \[([^ ]+) *\]: .*USB.*/\1/p' /proc/asound/cards 2>/dev/null | head -1 || true)
+    [ -n "$card" ] || card=$(sed -nE 's/^ *[0-9]+ \[(Headphones) *\].*/\1/p' /proc/asound/cards 2>/dev/null | head -1 || true)
+  fi
+  if [ -z "$card" ]; then say "audio: no sound card found, ALSA default unchanged"; return; fi
+  write_file "$ETC/asound.conf" 0644 <<EOF
+# Written by IMPS provision.sh: the sound engine plays to ALSA's default device.
+defaults.pcm.card $card
+defaults.ctl.card $card
+EOF
+  say "audio: default card $card"
+}
+
+# A directory with this mode and owner, made or fixed only when it is not so already.
+ensure_dir() {
+  local mode=$1 owner=$2 d
+  shift 2
+  for d in "$@"; do
+    [ "$(stat -c '%a %U:%G' "$d" 2>/dev/null)" = "${mode#0} $owner" ] ||
+      run install -d -m "$mode" -o "${owner%:*}" -g "${owner#*:}" "$d"
+  done
+}
+
+layout() {
+  local admin_group
+  admin_group=$(id -gn "$ADMIN")
+  ensure_dir 0755 "$ADMIN:$admin_group" "$PREFIX" "$PREFIX/releases" "$PREFIX/envs"
+  ensure_dir 0750 "$SERVICE_USER:$SERVICE_USER" "$STATE"
+  # setgid: files made by the box or the admin stay in the service group.
+  ensure_dir 2770 "$SERVICE_USER:$SERVICE_USER" "$STATE/logs" "$STATE/models"
+  ensure_dir 0755 root:root "$ETC/imps"
+  # The model the box plays: a link deploy.sh moves when MODEL= is given; until
+  # then the release's bundled default.
+  local ext
+  for ext in tflite json; do
+    [ -L "$STATE/models/current.$ext" ] || [ -e "$STATE/models/current.$ext" ] ||
+      run ln -s "$PREFIX/current/device/imps/models/default.$ext" "$STATE/models/current.$ext"
+  done
+  if [ -e "$ETC/imps/box.toml" ]; then
+    say "config: $ETC/imps/box.toml exists, kept"
+  else
+    write_file "$ETC/imps/box.toml" 0644 <<EOF
+# IMPS box configuration; every key and its default: device/imps/config.py in the release.
+# Reload after editing: sudo systemctl reload imps
+[model]
+path = "$STATE/models/current.tflite"
+
+[log]
+directory = "$STATE/logs"
+
+[status]
+terminal = false
+EOF
+  fi
+  say "layout: $PREFIX/{releases,envs,current}, $STATE/{logs,models}, $ETC/imps"
+}
+
+on_box() {
+  [ "$(id -u)" = 0 ] || [ "$DRY_RUN" = 1 ] || die "must run as root on the box"
+  ADMIN=${SUDO_USER:-$(id -un)}
+  [ "$DRY_RUN" = 0 ] || say "dry run: nothing is changed"
+  packages
+  users
+  serial
+  audio
+  layout
+  say "provisioned; next: make deploy HOST=$ADMIN@$(hostname)"
+  [ "$REBOOT" = 0 ] || say "reboot the box once for the serial settings to take effect"
+}
+
+# --- on the workstation ---------------------------------------------------------------
+
+main() {
+  local flags=()
+  if [ "${1:-}" = --on-box ]; then shift; [ "${1:-}" = --dry-run ] && DRY_RUN=1; on_box; return; fi
+  if [ "${1:-}" = --dry-run ]; then DRY_RUN=1; flags=(--dry-run); shift; fi
+  local host=${1:-}
+  if [ -z "$host" ]; then
+    [ "$DRY_RUN" = 1 ] || die "no HOST given: make provision HOST=user@host (a fresh Raspberry Pi OS Lite)"
+    on_box
+    return
+  fi
+  local opts err
+  read -ra opts <<<"${IMPS_SSH_OPTS:-}"
+  opts+=(-o BatchMode=yes -o ConnectTimeout=5)
+  err=$(ssh "${opts[@]}" "$host" true 2>&1 </dev/null) || die "cannot reach $host over ssh: ${err:-no answer}"
+  local vars
+  vars=$(printf 'IMPS_PREFIX=%q IMPS_STATE=%q IMPS_USER=%q IMPS_AUDIO_CARD=%q IMPS_ETC=%q IMPS_GROUPS=%q' \
+    "$PREFIX" "$STATE" "$SERVICE_USER" "$AUDIO_CARD" "$ETC" "${GROUPS_NEEDED[*]}")
+  # shellcheck disable=SC2029  # built here on purpose
+  ssh "${opts[@]}" "$host" "sudo -n env $vars bash -s -- --on-box ${flags[*]}" <"${BASH_SOURCE[0]}"
+}
+
+main "$@"
