@@ -252,6 +252,9 @@ cmd_activate() {
   [ "$previous" != "$release" ] || previous=
   install_env "$release"
   write_launcher "$release"
+  # Byte-compile now: under ProtectSystem=strict the service cannot write __pycache__.
+  "$release/venv/bin/python" -m compileall -q "$release/device/imps" >/dev/null ||
+    echo "deploy: warning: some device code does not compile" >&2
   [ -z "$model" ] || use_model "$model"
   switch_to "$release"
   install_units
