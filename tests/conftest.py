@@ -51,3 +51,43 @@ def tiny_model(tmp_path_factory, lightpad_12k) -> Path:
 
 
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+def convert_step_model(step, path: Path, flex: bool = False) -> Path:
+    """Convert a Keras step model as another MDRNN tool would (no sidecar); flex=True keeps TF ops."""
+    import contextlib
+    import io
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(step)
+    if flex:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        converter._experimental_lower_tensor_list_ops = False
+    else:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with contextlib.redirect_stdout(io.StringIO()):
+        path.write_bytes(converter.convert())
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_tool_model(tmp_path_factory, tiny_model) -> Path:
+    """The tiny model's weights in another tool's layout: other tensor names, scale 10, no sidecar."""
+    from imps_train import mdrnn
+    from imps_train.train import load_run
+    run_dir = tiny_model.parent / "run"
+    trained = mdrnn.build_training_model(4, 16, 2, 5, 20, learning_rate=None)
+    trained.load_weights(str(run_dir / load_run(run_dir)["weights"]))
+    step = mdrnn.build_inference_model(4, 16, 2, 5, x_name="inputs",
+                                       names=["state_h_0", "state_c_0", "state_h_1", "state_c_1"])
+    mdrnn.copy_weights(trained, step)
+    path = convert_step_model(step, tmp_path_factory.mktemp("other") / "other-tool.tflite")
+    assert not path.with_suffix(".json").exists()
+    return path
+
+
+@pytest.fixture(scope="session")
+def flex_model(tmp_path_factory) -> Path:
+    """A model that needs TensorFlow Flex ops (a rolled LSTM kept as TensorList ops)."""
+    from imps_train import mdrnn
+    step = mdrnn.build_inference_model(4, 8, 1, 2, unroll=False)
+    return convert_step_model(step, tmp_path_factory.mktemp("flex") / "flex.tflite", flex=True)

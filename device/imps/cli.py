@@ -19,6 +19,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imps {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from .app import add_run_arguments, run_command
+    run = sub.add_parser("run", help="run the box (default: bundled model, simulated performer)",
+                         description="Run the box: inputs -> model -> scheduled playback -> sound engine and log.")
+    add_run_arguments(run)
+    run.set_defaults(func=run_command)
+
+
     check = sub.add_parser("check-model", help="check a .tflite against the model contract",
                            description="Load a model with the device runtime and check it; optionally "
                                        "compare it step by step with a reference trace (.npz of rows, params).")

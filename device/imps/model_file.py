@@ -14,6 +14,7 @@ Beside ``name.tflite`` sits ``name.json``, the sidecar (see ``Sidecar``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -67,6 +68,7 @@ class Sidecar:
     sigma_temperature: float = 0.01
     validation_loss: float | None = None
     training: dict = field(default_factory=dict)   # dataset, rows, epochs, command...
+    sha256: str | None = None            # of the .tflite: a truncated or damaged copy is caught before loading
     format: str = SIDECAR_FORMAT
 
     def check(self, source: str = "sidecar") -> "Sidecar":
@@ -110,3 +112,16 @@ def read_sidecar(model_path: str | os.PathLike) -> Sidecar | None:
         return Sidecar(**data).check(str(path))
     except TypeError as exc:
         raise ModelError(f"{path}: incomplete model sidecar ({exc})") from exc
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_flatbuffer_header(path: str | os.PathLike, data: bytes) -> None:
+    """Cheap structural checks before a runtime sees the bytes (tflite-runtime 2.14 crashes on garbage)."""
+    if len(data) < 16 or data[4:8] != b"TFL3":
+        raise ModelError(f"model {path}: not a TFLite model (no TFL3 identifier; {len(data)} bytes)")
+    root = int.from_bytes(data[:4], "little")
+    if not 8 <= root < len(data) - 4:
+        raise ModelError(f"model {path}: corrupt TFLite file (root offset {root} outside {len(data)} bytes)")

@@ -13,7 +13,9 @@ class Mode(str, Enum):
     DUET = "duet"                    # the model plays on; performer events steer its state
 
     @classmethod
-    def parse(cls, value: str) -> "Mode":
+    def parse(cls, value) -> "Mode":
+        if isinstance(value, cls):
+            return value
         try:
             return cls(str(value).strip().lower().replace("-", "_"))
         except ValueError:

@@ -11,22 +11,31 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ModelError, RuntimeMissingError
-from .model_file import (DEFAULT_INPUT_SCALE, PARAMS_NAME, X_NAME, Sidecar, read_sidecar,
-                         shape_from_params_size, state_names)
+from .model_file import (DEFAULT_INPUT_SCALE, PARAMS_NAME, X_NAME, Sidecar, check_flatbuffer_header,
+                         file_sha256, read_sidecar, shape_from_params_size, state_names)
 from .sampling import Sampler
 
 RUNTIMES = ("tflite-runtime", "ai-edge-litert")
 
 
 def interpreter_class(runtime: str = "auto"):
-    """The Interpreter class of the chosen runtime ('auto' tries them in order)."""
-    wanted = RUNTIMES if runtime == "auto" else (runtime,)
+    """The Interpreter class of the chosen runtime ('auto' tries them in order).
+
+    'auto' skips tflite-runtime in a process that has imported TensorFlow (the
+    two clash: models fail to load or crash), which only happens on a workstation.
+    """
+    if runtime == "auto":
+        wanted = tuple(r for r in RUNTIMES if not (r == "tflite-runtime" and "tensorflow" in sys.modules))
+    else:
+        wanted = (runtime,)
     for name in wanted:
         if name not in RUNTIMES:
             raise ModelError(f"unknown runtime {name!r}, expected auto or one of {', '.join(RUNTIMES)}")
@@ -53,12 +62,40 @@ def available_runtimes() -> list[str]:
     return found
 
 
-def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: int = 1):
-    """A ready (allocated) interpreter for a model file, or one clear ModelError."""
+def _probe_in_child(path: Path, runtime: str) -> None:
+    """Load the model in a throwaway process: tflite-runtime 2.14 does not verify flatbuffers
+    and a damaged file can crash the process that loads it."""
+    code = ("import sys\nfrom imps.runtime import MDRNN\n"
+            f"m = MDRNN(sys.argv[1], runtime={runtime!r}, probe=False)\nm.step([0.0] * m.dimension)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    if done.returncode < 0:
+        raise ModelError(f"model {path}: corrupt TFLite file (loading it crashed {runtime} with signal "
+                         f"{-done.returncode}); re-export or re-deploy it")
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if "ModelError" in line] or \
+            done.stderr.strip().splitlines()[-1:]
+        raise ModelError(lines[-1].split("ModelError: ", 1)[-1] if lines else f"model {path}: cannot be loaded")
+
+
+def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: int = 1, probe: bool = True,
+                     sidecar: Sidecar | None = None):
+    """A ready (allocated) interpreter for a model file, or one clear ModelError.
+
+    Before a runtime sees the file: the flatbuffer header is checked, the sidecar's
+    sha256 (when there is one) must match, and without one a tflite-runtime load is
+    tried first in a child process, so a damaged file is an error, not a crash.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model {path}: no such file")
+    check_flatbuffer_header(path, path.read_bytes())
     cls, name = interpreter_class(runtime)
+    if sidecar is not None and sidecar.sha256:
+        if file_sha256(path) != sidecar.sha256:
+            raise ModelError(f"model {path}: checksum does not match its sidecar (a truncated or damaged copy?); "
+                             "re-export or re-deploy it")
+    elif probe and name == "tflite-runtime":
+        _probe_in_child(path, name)
     try:
         interp = cls(model_path=str(path), num_threads=threads)
         interp.allocate_tensors()
@@ -123,10 +160,10 @@ class MDRNN:
 
     def __init__(self, path: str | os.PathLike, dimension: int | None = None, runtime: str = "auto",
                  threads: int = 1, seed: int | None = None, pi_temperature: float | None = None,
-                 sigma_temperature: float | None = None):
+                 sigma_temperature: float | None = None, probe: bool = True):
         self.path = Path(path)
         self.sidecar: Sidecar | None = read_sidecar(self.path)
-        self.interpreter, self.runtime = open_interpreter(self.path, runtime, threads)
+        self.interpreter, self.runtime = open_interpreter(self.path, runtime, threads, probe, self.sidecar)
         x_i, s_in, p_i, s_out = _tensor_map(self.interpreter, self.path)
         tensor = self.interpreter.tensor
         self._x = tensor(x_i)()[0, 0]                       # (D,) view

@@ -82,7 +82,8 @@ def export(run_dir, out_path, runtime: str = "auto", pi_temperature: float = 1.0
     trace = keras_trace(step, reference_rows[:VERIFY_STEPS], units, layers, scale)
     if not np.isfinite(trace["params"]).all():
         raise ModelError(f"run {run_dir}: the trained model outputs NaN or inf; retrain (lower learning rate?)")
-    sidecar = Sidecar(dimension=d, units=units, layers=layers, mixtures=k, input_scale=scale,
+    import hashlib
+    sidecar = Sidecar(sha256=hashlib.sha256(blob).hexdigest(), dimension=d, units=units, layers=layers, mixtures=k, input_scale=scale,
                       pi_temperature=pi_temperature, sigma_temperature=sigma_temperature,
                       validation_loss=run.get("best_val_loss"),
                       training={"dataset": run["dataset"], "size": cfg["size"], "epochs_run": run["epochs_run"],

@@ -1,0 +1,100 @@
+"""Play events at their due time on the monotonic clock.
+
+A heap of (due, event) served by one thread. It sleeps on a condition until
+shortly before the next event is due, then spins for the last ~2 ms, so an
+event leaves within a fraction of a millisecond of its due time without
+burning a core between events. The heap is bounded: when full, new events
+are dropped and counted. ``clear()`` drops everything queued at once (when
+the performer takes over, or the mode changes).
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+SPIN = 0.002  # seconds before the due time when sleeping gives way to spinning
+
+
+class Scheduler:
+    def __init__(self, play: Callable[[object], None], capacity: int = 64,
+                 on_played: Callable[[], None] | None = None, clock=time.monotonic):
+        self.play = play
+        self.capacity = capacity
+        self.on_played = on_played
+        self.clock = clock
+        self.lateness: deque = deque(maxlen=20000)   # seconds late, per played event
+        self.played = 0
+        self.dropped_full = 0
+        self.dropped_cleared = 0
+        self._heap: list = []
+        self._order = itertools.count()
+        self._generation = 0
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="imps-scheduler", daemon=True)
+
+    def start(self) -> "Scheduler":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def schedule(self, due: float, event) -> bool:
+        """Queue ``event`` to be played at monotonic time ``due``; False if the queue is full."""
+        with self._cond:
+            if len(self._heap) >= self.capacity:
+                self.dropped_full += 1
+                return False
+            heapq.heappush(self._heap, (due, next(self._order), self._generation, event))
+            if self._heap[0][3] is event:
+                self._cond.notify()
+        return True
+
+    def clear(self) -> int:
+        """Drop every queued event (and one being waited for); returns how many."""
+        with self._cond:
+            dropped = len(self._heap)
+            self._heap.clear()
+            self._generation += 1
+            self.dropped_cleared += dropped
+            self._cond.notify()
+        return dropped
+
+    def pending(self) -> int:
+        return len(self._heap)
+
+    def next_due(self) -> float | None:
+        heap = self._heap
+        return heap[0][0] if heap else None
+
+    def _run(self) -> None:
+        clock = self.clock
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._heap:
+                    self._cond.wait(0.5)
+                    continue
+                due = self._heap[0][0]
+                wait = due - clock()
+                if wait > SPIN:
+                    self._cond.wait(wait - SPIN)
+                    continue  # the heap may have changed while we slept
+                due, _, generation, event = heapq.heappop(self._heap)
+            while clock() < due:  # the last moments: spin (releases the GIL between checks)
+                time.sleep(0)
+            if generation != self._generation:  # cleared while we spun
+                continue
+            late = clock() - due
+            self.play(event)
+            self.lateness.append(late)
+            self.played += 1
+            if self.on_played:
+                self.on_played()
