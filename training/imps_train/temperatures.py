@@ -237,10 +237,8 @@ def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, path, title:
             m = cell.metrics
             ax.set_title(f"pi {p:g}, sigma {s:g}", fontsize=9,
                          fontweight="bold" if cell is best else "normal")
-            ax.text(0.02, 0.02, f"W1 dt {m['w1_dt']:.3f} s\nval {m['w1_values']:.3f}  "
-                                f"step {m['w1_step']:.3f}\nmean {m['w1_mean']:.3f}  NLL {m['heldout_nll']:.2f}",
-                    transform=ax.transAxes, fontsize=6.5, va="bottom",
-                    bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1.5))
+            ax.set_xlabel(f"W1 dt {m['w1_dt']:.3f} s, val {m['w1_values']:.3f}, step {m['w1_step']:.3f}\n"
+                          f"mean W1 {m['w1_mean']:.3f}   held-out NLL {m['heldout_nll']:.2f}", fontsize=7.5)
             if cell is best:
                 for spine in ax.spines.values():
                     spine.set_edgecolor("tab:green")
@@ -250,9 +248,9 @@ def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, path, title:
     ax.axis("on")
     _draw_path(ax, real_next, cmap, norm)
     ax.set_title("real continuation", fontsize=9)
-    ax.text(0.02, 0.02, f"W1 to all held-out:\ndt {real_metrics['w1_dt']:.3f} s  val {real_metrics['w1_values']:.3f}"
-                        f"\nstep {real_metrics['w1_step']:.3f}  mean {real_metrics['w1_mean']:.3f}",
-            transform=ax.transAxes, fontsize=6.5, va="bottom", bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1.5))
+    ax.set_xlabel(f"W1 dt {real_metrics['w1_dt']:.3f} s, val {real_metrics['w1_values']:.3f}, "
+                  f"step {real_metrics['w1_step']:.3f}\nmean W1 {real_metrics['w1_mean']:.3f} (real vs. all held-out)",
+                  fontsize=7.5)
     if n_r > 1:
         ax = axes[1][0]
         ax.axis("on")
