@@ -163,6 +163,13 @@ def size_figure(summary: dict, path, title: str | None = None) -> None:
     ax.set_xlabel(f"epoch ({cap:,} training windows each)" if cap else "epoch (all training windows)")
     ax.set_ylabel("loss: mixture negative log-likelihood (input scale "
                   f"{cfg.get('input_scale', 10):g})")
+    # The first epoch starts far above the rest; clip it so the differences that matter stay readable.
+    later = [v for row in rows for key in ("loss", "val_loss")
+             for v in summary["histories"][str(row["units"])].get(key, [])[1:] if v is not None and math.isfinite(v)]
+    if later:
+        low, high = min(later), max(later)
+        pad = 0.08 * max(high - low, 1e-3)
+        ax.set_ylim(low - pad, high + 3 * pad)
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, fontsize=8.5, loc="upper right", framealpha=0.9)
     fig.tight_layout()
