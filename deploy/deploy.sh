@@ -230,7 +230,11 @@ wait_ready() {
   return 1
 }
 
-restart() { $SUDO systemctl restart "${UNITS[@]}"; }
+# systemctl restart waits for READY=1 and fails if the start fails: that is
+# reported, and wait_ready (then the rollback) decides.
+restart() {
+  $SUDO systemctl restart "${UNITS[@]}" || echo "deploy: systemctl restart reported a failed start" >&2
+}
 
 prune() {
   local keep=("$(readlink -f "$PREFIX/current")" "$@") r e

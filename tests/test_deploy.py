@@ -197,6 +197,11 @@ class Box:
               is-active)
                 if {self.prefix}/current/bin/imps --version >/dev/null 2>&1; then echo active
                 else echo failed; exit 3; fi ;;
+              restart)   # like systemd: waits for the start, fails when the service does not come up
+                if ! {self.prefix}/current/bin/imps --version >/dev/null 2>&1; then
+                  echo "Job for imps.service failed because the control process exited with error code." >&2
+                  exit 1
+                fi ;;
               show) echo "mode=user performer 0.0/s model 0.0/s" ;;
               status) echo "* imps.service - IMPS box (stand-in)"; echo "     Active: active (running)" ;;
             esac
@@ -326,6 +331,7 @@ def test_broken_release_is_rolled_back(box):
     assert f"release {broken.name} did not come up" in r.stderr
     assert f"ROLLED BACK to {good.name}, which is running again" in r.stderr
     assert "journal stand-in" in r.stderr          # the failing release's log lines are shown
+    assert "systemctl restart reported a failed start" in r.stderr
     restarts = box.systemctl_calls().count("restart imps-sound.service imps.service") - restarts_before
     assert restarts == 2, "expected one restart into the broken release and one back"
     assert broken.exists(), "the broken release is kept for inspection"
