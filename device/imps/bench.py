@@ -388,9 +388,12 @@ class Progress:
 def headline(rows: list[dict]) -> list[str]:
     """The figures issue #3 asks for, one line each."""
     lines = []
+    key = {(64, 4), (64, 9), (512, 9)}
+    if not any(r["benchmark"] == "predict" and (r["units"], r["dimension"]) in key for r in rows):
+        key = {(r["units"], r["dimension"]) for r in rows if r["benchmark"] == "predict"}
     for r in rows:
         b = r["benchmark"]
-        if b == "predict" and r["threads"] == 1 and (r["units"], r["dimension"]) in ((64, 4), (64, 9), (512, 9)):
+        if b == "predict" and r["threads"] == 1 and (r["units"], r["dimension"]) in key:
             lines.append(f"predict {r['runtime']:<14} u{r['units']:<3} D={r['dimension']:<2} "
                          f"median {r['median']:.3f} ms (IQR {r['iqr']:.3f}, p99 {r['p99']:.3f}); "
                          f"predict/invoke {r['ratio']:.2f}x")

@@ -66,7 +66,7 @@ def series(doc: dict, x_key: str, fixed_key: str, fixed_value: int, threads: int
 
 
 def _figure(docs, x_key, fixed_key, fixed_value, xlabel, title, xticks, log_x, paper: bool, threads: int):
-    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=130)
+    fig, ax = plt.subplots(figsize=(10.5, 5.2), dpi=120)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     i = 0
     for doc in docs:
@@ -107,7 +107,7 @@ def _figure(docs, x_key, fixed_key, fixed_value, xlabel, title, xticks, log_x, p
     ax.set_ylabel("time per prediction (ms, log scale)")
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
 
