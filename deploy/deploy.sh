@@ -233,6 +233,8 @@ wait_ready() {
 # systemctl restart waits for READY=1 and fails if the start fails: that is
 # reported, and wait_ready (then the rollback) decides.
 restart() {
+  # A crash-looping release may have hit the start limit, which would refuse this start.
+  $SUDO systemctl reset-failed "${UNITS[@]}" 2>/dev/null || true
   $SUDO systemctl restart "${UNITS[@]}" || echo "deploy: systemctl restart reported a failed start" >&2
 }
 

@@ -289,7 +289,8 @@ def test_first_deploy(box, tmp_path):
     for name in ("imps.service", "imps-sound.service"):
         assert not re.findall(r"@[A-Z]+@", (box.units / name).read_text()), f"{name}: placeholder left"
     calls = box.systemctl_calls()
-    assert calls[:3] == ["daemon-reload", "enable --quiet imps-sound.service imps.service",
+    assert calls[:4] == ["daemon-reload", "enable --quiet imps-sound.service imps.service",
+                         "reset-failed imps-sound.service imps.service",
                          "restart imps-sound.service imps.service"]
     assert "is-active imps.service" in calls
     # Not root on the box: privileged steps went through sudo -n.
@@ -334,6 +335,10 @@ def test_broken_release_is_rolled_back(box):
     assert "systemctl restart reported a failed start" in r.stderr
     restarts = box.systemctl_calls().count("restart imps-sound.service imps.service") - restarts_before
     assert restarts == 2, "expected one restart into the broken release and one back"
+    calls = box.systemctl_calls()
+    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service")
+    assert calls[last_restart - 1] == "reset-failed imps-sound.service imps.service", \
+        "the rollback must clear a start-limit hit before restarting"
     assert broken.exists(), "the broken release is kept for inspection"
 
 
