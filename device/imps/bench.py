@@ -59,7 +59,8 @@ BENCHMARKS = {
     "predict": "MDRNN.predict: one step of the model plus sampling, ms per call",
     "invoke": "bare interpreter invoke of the same model, ms per call",
     "cold_start": "spawn a Python process, import the runtime, load the s model, one prediction, READY; ms",
-    "cold_start_rss": "peak resident memory of that process (ru_maxrss), MB",
+    "cold_start_rss": "ru_maxrss of that process, MB; on Linux this keeps the high-water mark of the "
+                      "forking parent's image across exec, so it overstates a child of a big parent: use VmHWM",
     "cold_start_hwm": "peak resident memory of that process (/proc/self/status VmHWM), MB",
     "ready": "`imps run` from spawn to READY=1 on its notify socket, ms",
     "ready_rss": "peak resident memory (VmHWM) of `imps run` after its run, MB",
