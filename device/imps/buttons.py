@@ -127,7 +127,7 @@ def led_levels(mode: Mode, error: Optional[str], t_error: float, n_leds: int = l
 
 @dataclass
 class PanelConfig:
-    """The ``[gpio]`` panel settings; pins are BCM numbers, None = not fitted."""
+    """The ``[panel]`` settings of the box config; pins are BCM numbers, None (false in TOML) = not fitted."""
     mode_button: Optional[int] = 17
     shutdown_button: Optional[int] = 27
     mode_leds: Sequence[int] = (5, 6, 13, 19)

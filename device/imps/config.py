@@ -7,15 +7,20 @@ Defaults work: with no file at all the box runs with the bundled model.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import List
 
+from .buttons import PanelConfig
 from .errors import ConfigError
+from .gpio import BACKENDS as GPIO_BACKENDS
 from .modes import Mode
+from .serial_input import SerialSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -85,6 +90,46 @@ class StatusConfig:
     terminal: bool = True                # live one-line status when stdout is a terminal
 
 
+# -- hardware ------------------------------------------------------------------
+# [serial] and [panel] keep their keys in one home each: every key but
+# `enabled` is a field of SerialSettings (serial_input.py) or PanelConfig
+# (buttons.py), validated by their from_dict. Those become ``.settings``.
+
+@dataclass
+class SerialConfig:
+    """The sensor board over USB serial (see serial_input.py for every other key)."""
+    enabled: bool = False
+    settings: SerialSettings = field(default_factory=SerialSettings)
+
+
+@dataclass
+class GpioConfig:
+    backend: str = "none"                # none, rpigpio (the box), fake (simulation; IMPS_GPIO overrides)
+
+
+@dataclass
+class PanelSection:
+    """Mode and shutdown buttons and the mode LEDs (see buttons.py for every other key)."""
+    enabled: bool = True                 # only used when [gpio] backend is not "none"
+    settings: PanelConfig = field(default_factory=PanelConfig)
+
+
+@dataclass
+class PadsConfig:
+    """GPIO switches or pads as gesture channels: pins[i] drives control index controls[i] (0/1)."""
+    pins: List[int] = field(default_factory=list)
+    controls: List[int] = field(default_factory=list)
+    pull_up: bool = True
+    debounce: float = 0.01
+
+
+@dataclass
+class ActuatorsConfig:
+    """Model events back to the board as ACTUATOR frames: actuator j follows control controls[j]."""
+    enabled: bool = False
+    controls: List[int] = field(default_factory=lambda: [0])
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -93,10 +138,17 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     performer: PerformerConfig = field(default_factory=PerformerConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
+    serial: SerialConfig = field(default_factory=SerialConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    panel: PanelSection = field(default_factory=PanelSection)
+    pads: PadsConfig = field(default_factory=PadsConfig)
+    actuators: ActuatorsConfig = field(default_factory=ActuatorsConfig)
     source: str = "defaults"             # where it was read from (not a file key)
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "source"}
+#: Sections whose keys (except their own, such as `enabled`) belong to a settings class.
+DELEGATED = {"serial": SerialSettings, "panel": PanelConfig}
 
 _CHECKS = {
     ("model", "runtime"): (lambda v: v in ("auto", "tflite-runtime", "ai-edge-litert"),
@@ -111,6 +163,16 @@ _CHECKS = {
     ("engine", "max_dt"): (lambda v: v > 0, "seconds > 0"),
     ("performer", "time_scale"): (lambda v: v > 0, "a number > 0"),
     ("status", "interval"): (lambda v: v > 0, "seconds > 0"),
+    ("gpio", "backend"): (lambda v: v in ("none",) + GPIO_BACKENDS, "none, " + " or ".join(GPIO_BACKENDS)),
+    ("pads", "pins"): (lambda v: all(0 <= p <= 27 for p in v) and len(set(v)) == len(v),
+                       "distinct BCM pin numbers 0..27"),
+    ("pads", "debounce"): (lambda v: v > 0, "seconds > 0"),
+    ("panel", "mode_button"): (lambda v: 0 <= v <= 27, "a BCM pin number 0..27, or false (not fitted)"),
+    ("panel", "shutdown_button"): (lambda v: 0 <= v <= 27, "a BCM pin number 0..27, or false (not fitted)"),
+    ("panel", "mode_leds"): (lambda v: all(0 <= p <= 27 for p in v), "BCM pin numbers 0..27, one per mode"),
+    ("panel", "shutdown_command"): (lambda v: len(v) >= 1, "a command as a list, e.g. [\"systemctl\", \"poweroff\"]"),
+    ("actuators", "controls"): (lambda v: 1 <= len(v) <= 16 and all(c >= 0 for c in v),
+                                "1 to 16 control indices >= 0"),
 }
 for _key in ("interface_port", "control_port", "sound_port"):
     _CHECKS[("osc", _key)] = (lambda v: 0 <= v <= 65535, "a UDP port from 0 to 65535 (0: any free port)")
@@ -118,22 +180,98 @@ for _key in ("interface_port", "control_port", "sound_port"):
 
 def _section_types(cls):
     hints = typing.get_type_hints(cls)
+    types = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "settings"}
+    for section, settings_cls in DELEGATED.items():
+        if cls is _section_class(section):
+            types.update(_settings_types(settings_cls))
+    return types
+
+
+def _section_class(section: str):
+    return typing.get_type_hints(Config)[section]
+
+
+def _settings_types(cls):
+    hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _convert(value, expected):
+    """``value`` (from TOML) as ``expected`` (a type hint), or _Mismatch.
+
+    Lists stand for Sequence/List/Tuple hints; ``false`` stands for None in an
+    Optional (TOML has no null: ``shutdown_button = false`` is "not fitted").
+    """
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin is typing.Union:
+        options = [t for t in args if t is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        for option in options:
+            try:
+                return _convert(value, option)
+            except _Mismatch:
+                pass
+        if value is False and len(options) < len(args):
+            return None
+        raise _Mismatch
+    if origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise _Mismatch
+            return tuple(_convert(v, t) for v, t in zip(value, args))
+        item = args[0] if args else typing.Any
+        return [_convert(v, item) for v in value]
+    if expected is typing.Any:
+        return value
+    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if expected in (str, bool) and type(value) is expected:
+        return value
+    raise _Mismatch
+
+
+def _describe(expected) -> str:
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin is typing.Union:
+        options = [_describe(t) for t in args if t is not type(None)]
+        return " or ".join(options + (["false (none)"] if type(None) in args else []))
+    if origin in (list, tuple, collections.abc.Sequence):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} ({', '.join(_describe(t) for t in args)})"
+        return f"a list of {_describe(args[0]) if args else 'values'}"
+    return getattr(expected, "__name__", str(expected))
 
 
 def _coerce(where: str, value, expected):
     """Value as the expected type, or a ConfigError naming key, value and type."""
-    optional = typing.get_origin(expected) is typing.Union
-    base = [t for t in typing.get_args(expected) if t is not type(None)][0] if optional else expected
-    if value is None and optional:
-        return None
-    if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if base is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if base in (str, bool) and type(value) is base:
-        return value
-    raise ConfigError(f"{where} = {value!r}: expected {base.__name__}")
+    try:
+        return _convert(value, expected)
+    except _Mismatch:
+        raise ConfigError(f"{where} = {value!r}: expected {_describe(expected)}") from None
+
+
+def _settings(source: str, section: str, cls, values: dict):
+    """A settings object from its own from_dict; its errors name the [section] key and value."""
+    try:
+        return cls.from_dict(values)
+    except (ConfigError, TypeError, ValueError) as exc:
+        error = exc
+    for key, value in values.items():   # which key alone is wrong, so the error can name it
+        try:
+            cls.from_dict({key: value})
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: [{section}] {key} = {value!r}: {exc}") from None
+    keys = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+    raise ConfigError(f"{source}: [{section}] {keys}: {error}") from None
 
 
 def build_config(data: dict, source: str = "defaults") -> Config:
@@ -146,6 +284,8 @@ def build_config(data: dict, source: str = "defaults") -> Config:
             raise ConfigError(f"{source}: {section} must be a [{section}] table, got {values!r}")
         target = getattr(config, section)
         types = _section_types(type(target))
+        own = {f.name for f in dataclasses.fields(target)}
+        delegated = {}
         for key, value in values.items():
             where = f"{source}: [{section}] {key}"
             if key not in types:
@@ -154,9 +294,50 @@ def build_config(data: dict, source: str = "defaults") -> Config:
             check = _CHECKS.get((section, key))
             if check and value is not None and not check[0](value):
                 raise ConfigError(f"{where} = {value!r}: expected {check[1]}")
-            setattr(target, key, value)
+            if key in own:
+                setattr(target, key, value)
+            else:
+                delegated[key] = value
+        if section in DELEGATED:
+            target.settings = _settings(source, section, DELEGATED[section], delegated)
     Mode.parse(config.engine.mode)  # a clear error for an unknown mode
+    _check_hardware(config)
     return config
+
+
+def _check_hardware(config: Config) -> None:
+    """Checks that span sections: control indices fit the dimension, pins are not shared."""
+    src = config.source
+    n = config.engine.dimension - 1
+    controls = f"a control index 0..{n - 1} ([engine] dimension = {config.engine.dimension} has {n} controls)"
+    channels = config.serial.settings.channels
+    if config.serial.enabled and channels is not None:
+        for c in channels:
+            if c is not None and not 0 <= c < n:
+                raise ConfigError(f"{src}: [serial] channels = {list(channels)!r}: {c} is not {controls}")
+    pads = config.pads
+    if len(pads.pins) != len(pads.controls):
+        raise ConfigError(f"{src}: [pads] pins = {pads.pins!r}, controls = {pads.controls!r}: "
+                          f"expected one control index per pin")
+    for c in pads.controls:
+        if not 0 <= c < n:
+            raise ConfigError(f"{src}: [pads] controls = {pads.controls!r}: {c} is not {controls}")
+    if pads.pins and config.gpio.backend == "none":
+        raise ConfigError(f"{src}: [pads] pins = {pads.pins!r} need a GPIO backend, "
+                          f"but [gpio] backend = \"none\" (expected rpigpio or fake)")
+    if pads.pins and config.panel.enabled:
+        p = config.panel.settings
+        shared = set(pads.pins) & {q for q in (p.mode_button, p.shutdown_button, *p.mode_leds) if q is not None}
+        if shared:
+            raise ConfigError(f"{src}: [pads] pins = {pads.pins!r}: GPIO {sorted(shared)} already used by [panel]")
+    act = config.actuators
+    if act.enabled:
+        if not config.serial.enabled or config.serial.settings.format != "frames":
+            raise ConfigError(f"{src}: [actuators] enabled = true: expected [serial] enabled = true "
+                              f"with format = \"frames\" (actuator frames go to the sensor board)")
+        for c in act.controls:
+            if not 0 <= c < n:
+                raise ConfigError(f"{src}: [actuators] controls = {act.controls!r}: {c} is not {controls}")
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:

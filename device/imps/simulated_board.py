@@ -73,7 +73,8 @@ class SimulatedBoard:
 
     def __init__(self, rows, link, *, time_scale: float = 1.0, loop: bool = True,
                  heartbeat: Optional[float] = 0.05, firmware: Tuple[int, int] = (1, 0),
-                 actuators: int = 2, format: str = "frames"):
+                 actuators: int = 2, format: str = "frames", max_dt: Optional[float] = None,
+                 phrase_seconds: Optional[float] = None, rest_seconds: float = 0.0):
         rows = np.asarray(rows, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] < 2 or len(rows) == 0:
             raise DatasetError(f"simulated board needs rows (N, D>=2), got shape {rows.shape}")
@@ -87,6 +88,9 @@ class SimulatedBoard:
         self.loop = loop
         self.heartbeat = heartbeat
         self.format = format
+        self.max_dt = max_dt                   # cap on a recorded pause (None: as recorded)
+        self.phrase_seconds = phrase_seconds   # play this long, then rest (None: no rests),
+        self.rest_seconds = rest_seconds       # so call and response has silences to answer
         self.info = BoardInfo(PROTOCOL_VERSION, tuple(firmware), rows.shape[1] - 1, actuators)
         self.actuator_log: List[Tuple[float, List[float]]] = []   # (monotonic time, values)
         self.sent_rows: List[int] = []                            # row indices sent, in order
@@ -178,7 +182,8 @@ class SimulatedBoard:
     def _run(self) -> None:
         index = 0
         now = time.monotonic()
-        due = now + float(self.rows[0, 0]) * self.time_scale
+        due = now + self._gap(0)
+        phrase_start = now
         last_sent = now
         values = None
         while not self._stop.is_set():
@@ -203,13 +208,22 @@ class SimulatedBoard:
                     else:
                         self._finished.set()
                 if index < len(self.rows):
-                    due = max(due + float(self.rows[index, 0]) * self.time_scale, now - 0.5)
+                    due = max(due + self._gap(index), now - 0.5)
+                    if self.phrase_seconds and self.rest_seconds > 0 and due - phrase_start >= self.phrase_seconds:
+                        due += self.rest_seconds   # a rest: the performer listens
+                        phrase_start = due
                 else:
                     due = float("inf")
             elif (self.heartbeat and values is not None and now - last_sent >= self.heartbeat):
                 with self._lock:
                     self._send_values(values)
                 last_sent = now
+
+    def _gap(self, index: int) -> float:
+        dt = float(self.rows[index, 0])
+        if self.max_dt is not None:
+            dt = min(dt, self.max_dt)
+        return dt * self.time_scale
 
     def _poll_input(self, wait: float) -> None:
         ready, _, _ = select.select([self._master], [], [], wait)
