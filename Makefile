@@ -39,8 +39,8 @@ $(DEVICE)/.installed: requirements/device-test.txt device/requirements.txt devic
 system-deps:  ## install the Debian packages the tests need (root or sudo)
 	@bash tests/system-deps.sh requirements/apt.txt
 
-run: $(DEVICE)/.installed  ## play: the box with the default model and a simulated performer
-	$(DEVICE)/bin/imps run $(ARGS)
+run: $(DEVICE)/.installed  ## play: a simulated box (default model, call and response); CONFIG=box.toml runs real hardware
+	$(DEVICE)/bin/imps run $(if $(CONFIG),--config $(CONFIG),--simulate) $(ARGS)
 
 test: system-deps setup  ## run every test
 	$(MAKE) test-python
