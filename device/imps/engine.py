@@ -101,7 +101,8 @@ class Engine:
         self._inbox.put(("call", fn), timeout=1.0)
 
     def set_mode(self, mode) -> None:
-        self.submit(lambda: self._set_mode(Mode.parse(mode) if isinstance(mode, str) else mode))
+        mode = Mode.parse(mode)  # a bad name fails here, in the caller's thread
+        self.submit(lambda: self._set_mode(mode))
 
     def cycle_mode(self) -> None:
         self.submit(lambda: self._set_mode(self._mode.next()))

@@ -1,0 +1,241 @@
+"""The engine end to end over real UDP on 127.0.0.1: /interface in, the two voices out."""
+import time
+
+import numpy as np
+import pytest
+
+from imps.app import Box
+from imps.config import load_config
+from imps.engine import Engine
+from imps.interaction_log import read_log
+from imps.modes import Mode
+from imps.runtime import MDRNN
+from osc_listener import SoundListener, send
+
+
+@pytest.fixture
+def sound():
+    listener = SoundListener()
+    yield listener
+    listener.close()
+
+
+def make_box(tmp_path, sound, model, mode="call_response", **engine):
+    overrides = {"model": {"path": str(model), "runtime": "ai-edge-litert", "seed": 1},
+                 "engine": {"mode": mode, **engine},
+                 "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound.port},
+                 "log": {"directory": str(tmp_path / "logs")}}
+    return Box(load_config(None, overrides)).start()
+
+
+@pytest.fixture
+def box_factory(tmp_path, sound, tiny_model):
+    boxes = []
+
+    def factory(mode="call_response", model=None, **engine):
+        box = make_box(tmp_path, sound, model or tiny_model, mode, **engine)
+        boxes.append(box)
+        return box
+    yield factory
+    for box in boxes:
+        box.stop()
+
+
+def interface_port(box):
+    return box.receivers[0].port
+
+
+def control_port(box):
+    return box.receivers[1].port
+
+
+def play(box, n=10, gap=0.02, start=0.0):
+    sent = []
+    for i in range(n):
+        values = [(start + i / n) % 1.0, 0.5, 0.25]
+        send(interface_port(box), "/interface", *values)
+        sent.append(values)
+        time.sleep(gap)
+    return sent
+
+
+def test_user_mode_passes_through_and_never_predicts(box_factory, sound):
+    box = box_factory("user", response_threshold=0.2)
+    sent = play(box, 12)
+    got = sound.wait_for("/performer", 12)
+    np.testing.assert_allclose([args for _, args in got], sent, atol=1e-6)
+    time.sleep(0.8)  # well past the threshold
+    assert sound.of("/model") == []
+    assert box.engine.stats.performer_events == 12
+
+
+def test_call_and_response_answers_after_silence_then_yields(box_factory, sound):
+    box = box_factory("call_response", response_threshold=0.4)
+    play(box, 10)
+    last_performer = sound.wait_for("/performer", 10)[-1][0]
+    first_model = sound.wait_for("/model", 3, timeout=5)[0][0]
+    assert first_model - last_performer >= 0.4 - 0.05, "answered before the performer was silent long enough"
+    # The performer plays again: the model yields at once.
+    send(interface_port(box), "/interface", 0.9, 0.9, 0.9)
+    back = sound.wait_for("/performer", 11)[-1][0]
+    time.sleep(0.3)  # shorter than the threshold
+    late = sound.of("/model", since=back + 0.02)
+    assert late == [], f"model kept playing {len(late)} events after the performer came back"
+    assert box.engine.stats.yielded >= 1
+    # ...and resumes after the next silence.
+    sound.wait_for("/model", 1, timeout=5, since=back + 0.3)
+
+
+def test_layered_answers_each_performer_event_exactly_once(box_factory, sound):
+    box = box_factory("layered")
+    play(box, 8, gap=0.15)
+    sound.wait_for("/model", 8, timeout=10)
+    time.sleep(1.0)
+    assert len(sound.of("/model")) == 8
+    performer_times = [t for t, _ in sound.of("/performer")]
+    model_times = [t for t, _ in sound.of("/model")]
+    assert model_times[0] >= performer_times[0]
+
+
+def test_duet_keeps_playing_and_performer_steers_the_state(box_factory, sound):
+    box = box_factory("duet")
+    sound.wait_for("/model", 5, timeout=5)
+    states = []
+    box.engine.submit(lambda: states.append(box.engine.model.state()))
+    play(box, 5)
+    box.engine.submit(lambda: states.append(box.engine.model.state()))
+    t_after = sound.wait_for("/performer", 5)[-1][0]
+    sound.wait_for("/model", 3, timeout=5, since=t_after)  # keeps playing while the performer plays
+    deadline = time.monotonic() + 2
+    while len(states) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not all(np.allclose(a, b) for a, b in zip(*states))
+
+
+def test_model_events_leave_on_schedule(box_factory, sound):
+    """Due times chain from the previous due time; each event reaches the sound engine at its due time."""
+    box = box_factory("user")
+    dues = {}  # controls -> due times, in order (a barely trained model repeats itself)
+    original = box.engine.scheduler.schedule
+
+    def recording(due, event):
+        dues.setdefault(tuple(np.float32(event).tolist()), []).append(due)
+        return original(due, event)
+    box.engine.submit(lambda: setattr(box.engine.scheduler, "schedule", recording))
+    box.engine.set_mode("duet")  # only now does the model play: every event's due time is recorded
+    sound.wait_for("/model", 80, timeout=20)
+    box.engine.set_paused(True)
+    time.sleep(0.2)
+    delays = [t - dues[tuple(args)].pop(0) for t, args in sound.of("/model") if dues.get(tuple(args))]
+    assert len(delays) >= 50
+    delays = np.array(delays)
+    # Generous bounds for a shared test machine; `imps bench` measures the real p99.
+    assert delays.min() > -0.0005, "an event left before its due time"
+    assert np.median(delays) < 0.002 and np.percentile(delays, 90) < 0.02
+    late = np.array(box.engine.scheduler.lateness)
+    assert np.median(late) < 0.001
+
+
+def test_control_messages_change_mode_pause_temperature_and_time_scale(box_factory, sound):
+    box = box_factory("user")
+    port = control_port(box)
+    send(port, "/mode", "duet")
+    sound.wait_for("/model", 2, timeout=5)
+    send(port, "/pi_temperature", 2.5)
+    send(port, "/sigma_temperature", 0.2)
+    send(port, "/time_scale", 0.5)
+    send(port, "/pause", 1)
+    time.sleep(0.3)
+    e = box.engine
+    assert e.mode is Mode.DUET and e.paused and e.time_scale == 0.5
+    assert e.model.pi_temperature == 2.5 and e.model.sigma_temperature == pytest.approx(0.2)
+    t = time.monotonic()
+    time.sleep(0.5)
+    assert sound.of("/model", since=t + 0.05) == []
+    assert sound.of("/silence"), "pausing must silence the model voice"
+    send(port, "/pause", 0)
+    sound.wait_for("/model", 1, timeout=5, since=time.monotonic())
+    send(port, "/reset")
+    send(port, "/mode", "no-such-mode")   # counted, not fatal
+    send(port, "/time_scale", -1.0)        # refused, counted
+    time.sleep(0.3)
+    assert e.mode is Mode.DUET and e.time_scale == 0.5
+    assert sum(box.receivers[1].errors.values()) == 2
+
+
+def test_bad_input_is_counted_not_fatal(box_factory, sound):
+    import socket
+    box = box_factory("user")
+    port = interface_port(box)
+    send(port, "/interface", 0.5, 0.5)                # wrong count
+    send(port, "/interface", float("nan"), 0.5, 0.5)  # NaN
+    send(port, "/nowhere", 1.0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"\x00garbage\xff" * 3, ("127.0.0.1", port))
+    send(port, "/interface", 1.5, -0.5, 0.5)          # clipped into range
+    got = sound.wait_for("/performer", 1)
+    assert got[0][1] == [1.0, 0.0, 0.5]
+    time.sleep(0.2)
+    errors = box.receivers[0].errors
+    assert errors["bad arguments"] == 1 and errors["unknown address"] == 1 and errors["malformed packet"] == 1
+    assert box.engine.stats.bad_inputs == 1
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "wrong dimension"])
+def test_unusable_model_keeps_the_box_in_user_mode(box_factory, sound, tmp_path, tiny_model, problem):
+    if problem == "missing":
+        model = tmp_path / "nope.tflite"
+    elif problem == "corrupt":
+        model = tmp_path / "corrupt.tflite"
+        model.write_bytes(b"TFL3" * 100)
+    else:
+        model = tiny_model
+    box = box_factory("call_response", model=model, dimension=3 if problem == "wrong dimension" else 4)
+    e = box.engine
+    assert e.model is None and e.mode is Mode.USER
+    assert str(model.name) in e.error
+    if problem == "wrong dimension":
+        assert "does not match the configured 3" in e.error
+    controls = [0.5] * (e.dimension - 1)
+    send(interface_port(box), "/interface", *controls)
+    sound.wait_for("/performer", 1)
+    e.set_mode("duet")  # refused: there is no model
+    time.sleep(0.5)
+    assert e.mode is Mode.USER and sound.of("/model") == []
+    assert "ERROR" in box.status_line()
+
+
+def test_every_event_is_logged_in_the_shared_format(box_factory, sound, tmp_path):
+    box = box_factory("layered")
+    play(box, 6, gap=0.1)
+    sound.wait_for("/model", 6, timeout=5)
+    box.stop()
+    records = read_log(box.logwriter.path)
+    assert records.skipped == []
+    assert records.sources.count("interface") == 6 and records.sources.count("rnn") == 6
+
+
+def test_mode_switches_mid_phrase_lose_no_performer_events(tiny_model):
+    """Hammer the engine with mode changes while the performer plays: nothing lost, nothing stuck."""
+    model = MDRNN(tiny_model, runtime="ai-edge-litert", seed=5)
+    sent = []
+
+    class Sound:
+        def send(self, address, values=()):
+            sent.append((address, list(values)))
+
+        def close(self):
+            pass
+    engine = Engine(model, 4, Sound(), mode=Mode.DUET, response_threshold=0.05).start()
+    modes = list(Mode)
+    for i in range(400):
+        engine.performer_event([i / 400, 0.5, 0.5])
+        if i % 7 == 0:
+            engine.set_mode(modes[i % 4])
+        time.sleep(0.001)
+    time.sleep(0.3)
+    engine.stop()
+    performer = [v for a, v in sent if a == "/performer"]
+    assert len(performer) == 400 and performer[-1][0] == pytest.approx(399 / 400)
+    assert sent[-1][0] == "/silence"
+    assert engine.stats.dropped_inputs == 0
