@@ -82,6 +82,8 @@ class Engine:
         self._stop = threading.Event()
         self.scheduler = Scheduler(self._play, capacity=max(8, LOOKAHEAD * 4), on_played=self._wake, clock=clock)
         self._thread = threading.Thread(target=self._run, name="imps-engine", daemon=True)
+        ping = notifier.watchdog_interval() if notifier is not None else None
+        self._idle_wake = min(IDLE_WAKE, ping) if ping else IDLE_WAKE  # wake often enough to feed the watchdog
         self._set_model(model)
 
     # ------------------------------------------------------------ thread-safe API
@@ -185,8 +187,8 @@ class Engine:
             since = self._last_performer if self._last_performer is not None else self._started_at
             remaining = since + self.response_threshold - self.clock()
             if remaining > 0:
-                return min(remaining, IDLE_WAKE)
-        return IDLE_WAKE
+                return min(remaining, self._idle_wake)
+        return self._idle_wake
 
     def _on_performer(self, when: float, values, channels) -> None:
         controls = self._controls

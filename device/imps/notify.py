@@ -78,6 +78,8 @@ class Notifier:
     def __init__(self, backend: str | None = None, env: Mapping[str, str] | None = None):
         self._env = os.environ if env is None else env
         choice = (backend or self._env.get("IMPS_NOTIFY_BACKEND") or "auto").strip().lower()
+        if choice == "auto" and env is not None:
+            choice = "socket"  # systemd-python only reads the process environment, not ``env``
         if choice not in BACKENDS:
             raise ValueError(f"unknown notify backend {choice!r}, expected one of: {', '.join(BACKENDS)}")
         send = None
