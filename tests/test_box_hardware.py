@@ -1,0 +1,387 @@
+"""The box with its hardware, end to end: sensor board on a real pseudo-terminal ->
+SerialInput -> engine -> OSC out and actuator frames back; the GPIO panel on the fake
+backend; `imps run --simulate` as a subprocess (with and without a terminal).
+
+Timeouts are generous (a shared 2-core machine); nothing asserts tight timings.
+"""
+import os
+import pty
+import random
+import select
+import subprocess
+import termios
+import threading
+import time
+import tty
+
+import numpy as np
+import pytest
+
+from imps.app import NO_BOARD_GRACE, Box
+from imps.buttons import NO_MODEL, NO_SENSOR_BOARD
+from imps.config import PACKAGE_DIR, Config, SECTIONS, _section_types, load_config
+from imps.errors import ConfigError
+from imps.gpio.fake import FakeBackend
+from imps.interaction_log import read_log
+from imps.modes import Mode
+from imps.serial_frames import sensor_frame
+from imps.simulated_board import SimulatedBoard
+from osc_listener import SoundListener
+
+EXAMPLE = PACKAGE_DIR / "box.example.toml"
+LEDS = (5, 6, 13, 19)          # the default panel's mode LEDs, in Mode order
+MODE_BUTTON = 17
+
+
+def wait_for(pred, timeout=10.0, step=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def leds(box):
+    return tuple(box.gpio.state(p) for p in LEDS)
+
+
+def lit(mode):
+    return tuple(i == list(Mode).index(mode) for i in range(len(LEDS)))
+
+
+def performance(n=400, dt=0.01, d=3):
+    t = np.arange(n)
+    rows = np.empty((n, d + 1), dtype=np.float32)
+    rows[:, 0] = dt
+    for j in range(d):
+        rows[:, j + 1] = (np.sin(t / (7.0 + j)) + 1) / 2
+    return rows
+
+
+@pytest.fixture
+def sound():
+    listener = SoundListener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def pty_pair():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    yield master, os.ttyname(slave)
+    for fd in (master, slave):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def make_box(tmp_path, sound, tiny_model):
+    boxes = []
+
+    def make(port=None, mode="user", model=None, gpio="fake", actuators=None, **sections):
+        overrides = {
+            "model": {"path": str(model or tiny_model), "runtime": "ai-edge-litert", "seed": 1},
+            "engine": {"mode": mode},
+            "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound.port},
+            "log": {"directory": str(tmp_path / "logs")},
+            "status": {"terminal": False},
+            "gpio": {"backend": gpio},
+        }
+        if port is not None:
+            overrides["serial"] = {"enabled": True, "port": str(port), "retry_interval": 0.1}
+        if actuators is not None:
+            overrides["actuators"] = {"enabled": True, "controls": actuators}
+        for section, values in sections.items():
+            overrides.setdefault(section, {}).update(values)
+        box = Box(load_config(None, overrides)).start()
+        boxes.append(box)
+        return box
+    yield make
+    for box in boxes:
+        box.stop()
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_example_config_loads_and_names_every_key():
+    config = load_config(EXAMPLE)
+    assert config.serial.enabled and config.gpio.backend == "rpigpio" and config.actuators.enabled
+    assert config.panel.settings.mode_leds == LEDS and config.panel.settings.mode_button == MODE_BUTTON
+    text = EXAMPLE.read_text()
+    for section in SECTIONS:
+        assert f"[{section}]" in text, section
+        for key in _section_types(type(getattr(Config(), section))):
+            assert f"\n{key} =" in text or f"\n# {key} =" in text, f"[{section}] {key} missing from the example"
+
+
+def test_hardware_defaults_are_off_on_a_laptop():
+    config = load_config(None)
+    assert not config.serial.enabled and config.gpio.backend == "none"
+    assert not config.actuators.enabled and config.pads.pins == []
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ('[serial]\nformat = "morse"\n', ["[serial] format = 'morse'", "frames"]),
+    ('[serial]\nbaud = 9600\n', ["[serial] baud", "unknown key", "baudrate"]),
+    ('[serial]\nport = 7\n', ["[serial] port = 7", "expected str or a list of str"]),
+    ('[serial]\nport = "usb:zz"\n', ["[serial] port = 'usb:zz'", "usb:VID"]),
+    ('[serial]\nenabled = true\nchannels = [0, false, 5]\n', ["[serial] channels", "5 is not a control index 0..2"]),
+    ('[serial]\ncalibration = [[3, 3]]\n', ["[serial] calibration", "raw_min == raw_max"]),
+    ('[gpio]\nbackend = "wiringpi"\n', ["[gpio] backend = 'wiringpi'", "none, rpigpio or fake"]),
+    ('[panel]\nmode_leds = [5, 6]\n', ["[panel] mode_leds = [5, 6]", "one BCM pin per mode"]),
+    ('[panel]\nmode_button = 40\n', ["[panel] mode_button = 40", "BCM pin number 0..27"]),
+    ('[panel]\nlong_press = 0.01\n', ["[panel] long_press = 0.01", "shorter than long_press"]),
+    ('[panel]\nblink = 1\n', ["[panel] blink", "unknown key", "shutdown_hold"]),
+    ('[gpio]\nbackend = "fake"\n[pads]\npins = [22, 23]\ncontrols = [0]\n', ["[pads]", "one control index per pin"]),
+    ('[pads]\npins = [22]\ncontrols = [0]\n', ["[pads]", "[gpio] backend = \"none\""]),
+    ('[gpio]\nbackend = "fake"\n[pads]\npins = [17]\ncontrols = [0]\n', ["[pads]", "GPIO [17] already used by [panel]"]),
+    ('[actuators]\nenabled = true\n', ["[actuators] enabled", "[serial] enabled = true"]),
+    ('[serial]\nenabled = true\n[actuators]\nenabled = true\ncontrols = [3]\n', ["[actuators] controls", "3 is not"]),
+])
+def test_hardware_config_errors_name_key_value_and_expectation(tmp_path, text, fragments):
+    path = tmp_path / "box.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def test_false_means_none_for_optional_keys(tmp_path):
+    path = tmp_path / "box.toml"
+    path.write_text('[serial]\nenabled = true\nchannels = [2, false, 0]\n[panel]\nshutdown_button = false\n')
+    config = load_config(path)
+    assert config.serial.settings.channels == [2, None, 0]
+    assert config.panel.settings.shutdown_button is None
+
+
+# ---------------------------------------------------------------- serial -> engine -> OSC
+
+
+def test_frames_on_a_pty_reach_the_sound_engine_in_order(pty_pair, make_box, sound, tmp_path):
+    master, path = pty_pair
+    box = make_box(path, mode="user")
+    assert box.serial.wait_connected(10)
+    sent = [[i / 40, 1 - i / 40, (i % 7) / 7] for i in range(40)]
+    for seq, values in enumerate(sent):
+        os.write(master, sensor_frame(seq, values))
+        time.sleep(0.005)
+    got = [args for _, args in sound.wait_for("/performer", len(sent), timeout=15)]
+    assert len(got) == len(sent)
+    for want, have in zip(sent, got):
+        assert have == pytest.approx(want, abs=1e-4)
+    st = box.serial.status()
+    assert st["frames"] == len(sent) and st["crc_errors"] == 0 and st["seq_gaps"] == 0
+    assert box.check_health() is None
+    box.stop()
+    records = read_log(box.logwriter.path, 3)
+    assert len(records.source_rows("interface")) == len(sent)
+
+
+def test_board_unplugged_mid_performance_recovers_and_the_leds_say_so(tmp_path, make_box, sound):
+    link = tmp_path / "by-id" / "usb-IMPS_board-if00"
+    board = SimulatedBoard(performance(), link).start()
+    try:
+        box = make_box(tmp_path / "by-id" / "usb-IMPS_*", mode="user")
+        assert box.serial.wait_connected(10)
+        sound.wait_for("/performer", 20, timeout=15)
+        board.unplug()
+        assert wait_for(lambda: not box.serial.connected)
+        t = time.monotonic()
+        box.check_health(t)
+        assert box.check_health(t + NO_BOARD_GRACE + 0.1) == NO_SENSOR_BOARD
+        assert box.panel.status()["error"] == NO_SENSOR_BOARD
+        assert "NO BOARD" in box.status_line()
+        time.sleep(0.3)           # stays away a while: the reader keeps looking, nothing crashes
+        before = len(sound.of("/performer"))
+        board.plug()
+        t0 = time.monotonic()
+        assert box.serial.wait_connected(2.0), "the board was not found again within 2 s"
+        reconnected = time.monotonic() - t0
+        sound.wait_for("/performer", before + 10, timeout=15)
+        assert box.check_health() is None and box.panel.status()["error"] is None
+        assert box.serial.status()["reconnects"] == 1 and box.engine.alive()
+        assert reconnected < 2.0
+    finally:
+        board.stop()
+
+
+def test_garbage_burst_is_counted_and_the_music_goes_on(tmp_path, make_box, sound):
+    board = SimulatedBoard(performance(), tmp_path / "board", heartbeat=None).start()
+    try:
+        box = make_box(tmp_path / "board", mode="user")
+        assert box.serial.wait_connected(10)
+        sound.wait_for("/performer", 5, timeout=15)
+        rng = random.Random(3)
+        for _ in range(20):
+            board.inject(bytes(rng.randrange(256) for _ in range(100)) + b"\x00")
+        before = len(sound.of("/performer"))
+        sound.wait_for("/performer", before + 10, timeout=15)
+        st = box.serial.status()
+        assert st["crc_errors"] + st["bad_frames"] >= 20 and st["connected"] and st["reconnects"] == 0
+        assert " bad " in box.status_line() and box.engine.alive()
+    finally:
+        board.stop()
+
+
+def test_model_events_come_back_to_the_board_as_actuator_frames(tmp_path, make_box, sound):
+    board = SimulatedBoard(performance(), tmp_path / "board").start()
+    try:
+        box = make_box(tmp_path / "board", mode="user", actuators=[0, 2])
+        assert box.serial.wait_connected(10)
+        assert wait_for(lambda: box.serial.board is not None)   # hello answered
+        box.engine.set_mode("duet")                               # the model plays on
+        sound.wait_for("/model", 10, timeout=20)
+        box.engine.set_mode("user")
+        assert wait_for(lambda: box.engine.mode is Mode.USER)
+        time.sleep(0.5)
+        model = [args for _, args in sound.of("/model")]
+        assert wait_for(lambda: len(board.actuator_log) == len(model))
+        for (_, frame), controls in zip(board.actuator_log, model):
+            assert frame == pytest.approx([controls[0], controls[2]], abs=1e-4)
+        assert box.actuator.sent == len(model) and box.actuator.dropped == 0
+        assert f"act {len(model)}" in box.status_line()
+    finally:
+        board.stop()
+
+
+# ---------------------------------------------------------------- GPIO panel
+
+
+def press(gpio, pin, seconds):
+    gpio.press(pin)
+    time.sleep(seconds)
+    gpio.release(pin)
+
+
+def test_panel_buttons_change_the_engines_mode_and_the_leds(make_box):
+    box = make_box(mode="user")
+    gpio = box.gpio
+    assert isinstance(gpio, FakeBackend)
+    assert wait_for(lambda: leds(box) == lit(Mode.USER))
+    for mode in (Mode.CALL_RESPONSE, Mode.LAYERED):
+        press(gpio, MODE_BUTTON, 0.15)                     # short press: next mode
+        assert wait_for(lambda: box.engine.mode is mode)
+        assert wait_for(lambda: leds(box) == lit(mode))
+    resets = []
+    model = box.engine.model
+    real_reset = model.reset
+    model.reset = lambda: (resets.append(1), real_reset())
+    since = time.monotonic()
+    press(gpio, MODE_BUTTON, box.config.panel.settings.long_press + 0.4)   # long press: reset
+    assert wait_for(lambda: resets == [1])
+    assert box.engine.mode is Mode.LAYERED                 # a reset is not a mode change
+    flashed = [t for t, level in gpio.history(LEDS[0]) if level and t >= since]
+    assert flashed, "all LEDs flash to confirm the reset"
+    assert wait_for(lambda: leds(box) == lit(Mode.LAYERED))
+    box.engine.set_mode("duet")                            # an OSC mode change shows too
+    assert wait_for(lambda: leds(box) == lit(Mode.DUET))
+    box.stop()
+    assert not any(gpio.state(p) for p in LEDS) and gpio.closed
+
+
+def test_no_model_blinks_the_error_and_still_passes_the_performer(pty_pair, make_box, sound, tmp_path):
+    master, path = pty_pair
+    box = make_box(path, mode="call_response", model=tmp_path / "missing.tflite")
+    assert box.engine.model is None and box.engine.mode is Mode.USER
+    assert box.check_health() == NO_MODEL
+    since = time.monotonic()
+    time.sleep(1.6)
+    changes = [level for t, level in box.gpio.history(LEDS[0]) if t >= since]
+    assert True in changes and False in changes, "the user LED blinks"
+    assert not any(box.gpio.state(p) for p in LEDS[1:])
+    press(box.gpio, MODE_BUTTON, 0.15)                     # no model: the mode stays user
+    time.sleep(0.3)
+    assert box.engine.mode is Mode.USER
+    assert box.serial.wait_connected(10)
+    for seq in range(5):
+        os.write(master, sensor_frame(seq, [seq / 5, 0.5, 0.25]))
+    got = sound.wait_for("/performer", 5, timeout=15)
+    assert got[-1][1] == pytest.approx([0.8, 0.5, 0.25], abs=1e-4)
+    assert sound.of("/model") == []
+
+
+def test_pads_are_gesture_channels(make_box, sound):
+    box = make_box(mode="user", pads={"pins": [22], "controls": [1]})
+    box.gpio.press(22)
+    got = sound.wait_for("/performer", 1, timeout=10)
+    assert got[0][1][1] == 1.0
+    box.gpio.release(22)
+    got = sound.wait_for("/performer", 2, timeout=10)
+    assert got[1][1][1] == 0.0
+
+
+# ---------------------------------------------------------------- imps run --simulate
+
+
+def write_config(tmp_path, sound_port):
+    path = tmp_path / "box.toml"
+    path.write_text(f"[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sound_port}\n")
+    return path
+
+
+def test_imps_run_simulate_plays_and_logs(tmp_path, device_python, sound):
+    logs = tmp_path / "logs"
+    proc = subprocess.run(
+        [device_python, "-m", "imps", "run", "--simulate", "--duration", "5", "-q",
+         "--log-dir", str(logs), "--config", str(write_config(tmp_path, sound.port))],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sensor board connected" in proc.stderr
+    files = list(logs.glob("*-4d-mdrnn.log"))
+    assert len(files) == 1
+    lines = files[0].read_text().splitlines()
+    assert any(",interface," in line for line in lines)
+    assert sound.of("/performer")
+
+
+def test_imps_run_simulate_on_a_terminal_takes_keys_and_restores_it(tmp_path, device_python, sound):
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    env = dict(os.environ, COLUMNS="250")
+    proc = subprocess.Popen(
+        [device_python, "-m", "imps", "run", "--simulate", "--duration", "90", "--no-log",
+         "--config", str(write_config(tmp_path, sound.port))],
+        cwd=tmp_path, stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env)
+    out = bytearray()
+    lock = threading.Lock()
+
+    def reader():
+        while proc.poll() is None:
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    return
+                with lock:
+                    out.extend(data)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+
+    def seen(text):
+        with lock:
+            return text.encode() in out
+
+    try:
+        assert wait_for(lambda: seen("LEDs [-C--]"), 60), bytes(out)[-2000:]   # call and response lit
+        os.write(master, b"m")                                               # mode button
+        assert wait_for(lambda: seen("LEDs [--L-]"), 20), bytes(out)[-2000:]
+        os.write(master, b"q")
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        thread.join(2)
+        after = termios.tcgetattr(slave)
+        os.close(master)
+        os.close(slave)
+    assert after[3] & termios.ICANON and after[3] & termios.ECHO   # the terminal is back as it was
+    assert after[3] == before[3]
