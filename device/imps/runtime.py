@@ -167,13 +167,15 @@ class MDRNN:
         x_i, s_in, p_i, s_out = _tensor_map(self.interpreter, self.path)
         tensor = self.interpreter.tensor
         self._x = tensor(x_i)()[0, 0]                       # (D,) view
+        self._x_c = (ctypes.c_float * self._x.shape[0]).from_address(self._x.ctypes.data)
         self._states_in = [tensor(i)() for i in s_in]        # (1, units) views
         self._states_out = [tensor(i)() for i in s_out]
         self._params = tensor(p_i)()[0]                       # (P,) view
+        # The sampler slices this ctypes view of the same buffer: slices come out as lists, no numpy calls.
+        self._params_c = (ctypes.c_float * self._params.shape[0]).from_address(self._params.ctypes.data)
         self._invoke = self.interpreter._interpreter.Invoke   # skip the per-call safety check: we hold views on purpose
-        # Carrying state is a raw memmove per tensor: a quarter of np.copyto's call cost.
-        self._carry = [(d.ctypes.data, s.ctypes.data, d.nbytes)
-                       for d, s in zip(self._states_in, self._states_out)]
+        # (destination, source) 1-D views; slice assignment is the cheapest copy numpy offers.
+        self._carry = [(d.reshape(-1), s.reshape(-1)) for d, s in zip(self._states_in, self._states_out)]
         self.shape = self._read_shape(dimension)
         sc = self.sidecar
         self.sampler = Sampler(self.shape.dimension, self.shape.mixtures, self.shape.input_scale,
@@ -235,20 +237,19 @@ class MDRNN:
     def step(self, row) -> np.ndarray:
         """Feed one row (dt, controls); returns a view of the predicted mixture params."""
         scale = self._scale
-        self._x[:] = [v * scale for v in row]
+        self._x_c[:] = [v * scale for v in row]
         self._invoke()
-        move = ctypes.memmove
-        for dst, src, size in self._carry:
-            move(dst, src, size)
+        for dst, src in self._carry:
+            dst[:] = src
         return self._params
 
     def sample(self) -> list[float]:
         """Draw the next row from the last prediction."""
-        return self.sampler.sample(self._params)
+        return self.sampler.sample(self._params_c)
 
     def predict(self, row) -> list[float]:
         self.step(row)
-        return self.sampler.sample(self._params)
+        return self.sampler.sample(self._params_c)
 
     def state(self) -> list[np.ndarray]:
         """A copy of the LSTM state (for tests and inspection)."""

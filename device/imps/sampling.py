@@ -30,14 +30,30 @@ class Sampler:
         self.sigma_temperature = sigma_temperature
         self.seed(seed)
 
+    # Temperatures are set rarely and read every sample: keep the derived factors ready.
+    @property
+    def pi_temperature(self) -> float:
+        return self._pi_temperature
+
+    @pi_temperature.setter
+    def pi_temperature(self, value: float) -> None:
+        self._pi_temperature = float(value)
+        self._inv_t = 1.0 / max(self._pi_temperature, 1e-6)
+
+    @property
+    def sigma_temperature(self) -> float:
+        return self._sigma_temperature
+
+    @sigma_temperature.setter
+    def sigma_temperature(self, value: float) -> None:
+        self._sigma_temperature = float(value)
+        self._inv_scale = 1.0 / self.input_scale
+        self._spread = math.sqrt(max(self._sigma_temperature, 0.0)) * self._inv_scale
+
     def seed(self, seed: int | None) -> None:
         self._rng = np.random.default_rng(seed)
         self._uniform, self._u = [], 0
         self._normal, self._n = [], 0
-
-    def _uniforms(self):
-        self._uniform, self._u = self._rng.random(BLOCK).tolist(), 0
-        return self._uniform
 
     def _normals(self, count: int):
         if self._n + count > len(self._normal):
@@ -48,12 +64,12 @@ class Sampler:
 
     def choose(self, logits) -> int:
         """A component index from softmax(logits / pi_temperature); always valid."""
-        t = self.pi_temperature if self.pi_temperature > 1e-6 else 1e-6
+        inv_t = self._inv_t
         top = max(logits)
         exp = math.exp
-        weights = [exp((v - top) / t) for v in logits]
+        weights = [exp((v - top) * inv_t) for v in logits]
         if self._u >= len(self._uniform):
-            self._uniforms()
+            self._uniform, self._u = self._rng.random(BLOCK).tolist(), 0
         u = self._uniform[self._u] * sum(weights)
         self._u += 1
         for k, w in enumerate(weights):
@@ -64,21 +80,23 @@ class Sampler:
         return max(range(len(weights)), key=weights.__getitem__)
 
     def sample(self, params) -> list[float]:
-        """One row [dt, x1..xn] from flat params [mus | sigmas | logits] (scaled units)."""
-        p = params.tolist() if hasattr(params, "tolist") else list(params)
+        """One row [dt, x1..xn] from flat params [mus | sigmas | logits] (scaled units).
+
+        ``params`` is anything whose slices are lists (a list, or a ctypes float
+        array over the interpreter's output, as MDRNN passes); numpy arrays are converted.
+        """
+        if hasattr(params, "tolist"):
+            params = params.reshape(-1).tolist()
         d, k = self.dimension, self.mixtures
         kd = k * d
-        base = self.choose(p[2 * kd:2 * kd + k]) * d
-        inv = 1.0 / self.input_scale
-        spread = math.sqrt(self.sigma_temperature if self.sigma_temperature > 0.0 else 0.0) * inv
+        base = self.choose(params[2 * kd:2 * kd + k]) * d
+        mus = params[base:base + d]
+        sigmas = params[kd + base:kd + base + d]
+        inv, spread = self._inv_scale, self._spread
         z, n = self._normals(d)
-        row = [(p[base + i] * inv + p[kd + base + i] * spread * z[n + i]) for i in range(d)]
-        if not row[0] >= MIN_DT:  # also catches NaN
+        row = [mu * inv + sg * spread * e for mu, sg, e in zip(mus, sigmas, z[n:n + d])]
+        dt = row[0]
+        row[1:] = [CONTROL_MIN if not v >= CONTROL_MIN else (CONTROL_MAX if v > CONTROL_MAX else v) for v in row[1:]]
+        if not dt >= MIN_DT:  # also catches NaN
             row[0] = MIN_DT
-        for i in range(1, d):
-            v = row[i]
-            if not v >= CONTROL_MIN:
-                row[i] = CONTROL_MIN
-            elif v > CONTROL_MAX:
-                row[i] = CONTROL_MAX
         return row
