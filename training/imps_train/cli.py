@@ -93,7 +93,8 @@ def _temperatures(args) -> int:
     summary = explore(args.model, load_dataset(args.dataset), args.out,
                       parse_floats(args.pi, "--pi"), parse_floats(args.sigma, "--sigma"), steps=args.steps,
                       prime_rows=args.prime_rows, val_fraction=args.val_fraction, split_seed=args.split_seed,
-                      seed=args.seed, nll_rows=args.nll_rows, runtime=args.runtime, progress=not args.quiet)
+                      seed=args.seed, nll_rows=args.nll_rows, runtime=args.runtime, progress=not args.quiet,
+                      repeats=args.repeats)
     b = summary["best"]
     print(f"closest to held-out playing: pi {b['pi_temperature']:g}, sigma {b['sigma_temperature']:g} "
           f"(mean W1 {b['w1_mean']:.4f}: dt {b['w1_dt']:.4f} s, values {b['w1_values']:.4f}, "
@@ -228,6 +229,9 @@ def _add_experiment_commands(sub) -> None:
     m.add_argument("--sigma", default="0.001,0.01,0.1,0.5", help="sigma temperatures (default 0.001,0.01,0.1,0.5)")
     m.add_argument("--steps", type=int, default=500, help="events generated per cell (default 500)")
     m.add_argument("--prime-rows", type=int, default=50, help="held-out rows fed before generating (default 50)")
+    m.add_argument("--repeats", type=int, default=3,
+                   help="generate each cell this many times, primed from that many held-out performances, "
+                        "and score them together (default 3; the figure draws the first)")
     m.add_argument("--nll-rows", type=int, default=2000, help="held-out rows scored for the NLL (default 2000)")
     m.add_argument("--val-fraction", type=float, default=0.1, help="the training split's (default 0.1)")
     m.add_argument("--split-seed", type=int, default=0, help="the training split's seed (default 0)")

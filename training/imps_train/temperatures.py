@@ -75,15 +75,22 @@ def step_sizes(rows: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.diff(rows[:, 1:], axis=0), axis=1)
 
 
-def distances(generated: np.ndarray, real_performances) -> dict:
-    """W1 distances of dt, values and move size between generated rows and real performances."""
+def distances(generated, real_performances) -> dict:
+    """W1 distances of dt, values and move size between generated runs and real performances.
+
+    ``generated``: one array of rows, or a list of separately generated runs (moves are
+    measured within each run, never across two).
+    """
+    runs = [generated] if isinstance(generated, np.ndarray) else list(generated)
+    gen = np.concatenate(runs)
+    gen_steps = np.concatenate([step_sizes(r) for r in runs])
     real = np.concatenate(real_performances)
     steps = np.concatenate([step_sizes(p) for p in real_performances if len(p) > 1])
-    w_dt = wasserstein_1d(generated[:, 0], real[:, 0])
-    w_val = float(np.mean([wasserstein_1d(generated[:, i], real[:, i]) for i in range(1, real.shape[1])]))
-    w_step = wasserstein_1d(step_sizes(generated), steps)
+    w_dt = wasserstein_1d(gen[:, 0], real[:, 0])
+    w_val = float(np.mean([wasserstein_1d(gen[:, i], real[:, i]) for i in range(1, real.shape[1])]))
+    w_step = wasserstein_1d(gen_steps, steps)
     return {"w1_dt": w_dt, "w1_values": w_val, "w1_step": w_step, "w1_mean": (w_dt + w_val + w_step) / 3,
-            "mean_dt": float(generated[:, 0].mean()), "mean_step": float(step_sizes(generated).mean())}
+            "mean_dt": float(gen[:, 0].mean()), "mean_step": float(gen_steps.mean())}
 
 
 def tempered_nll(params: np.ndarray, targets: np.ndarray, dimension: int, mixtures: int,
@@ -130,8 +137,13 @@ def generate(model, prime: np.ndarray, steps: int, seed: int) -> np.ndarray:
 
 def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAULT_SIGMA, steps: int = 500,
             prime_rows: int = 50, val_fraction: float = 0.1, split_seed: int = 0, seed: int = 0,
-            nll_rows: int = 2000, runtime: str = "ai-edge-litert", progress: bool = True) -> dict:
-    """Generate and score every (pi, sigma) cell; write temperatures.csv/json and temperature-grid.png."""
+            nll_rows: int = 2000, runtime: str = "ai-edge-litert", progress: bool = True, repeats: int = 3) -> dict:
+    """Generate and score every (pi, sigma) cell; write temperatures.csv/json and temperature-grid.png.
+
+    Each cell is generated ``repeats`` times, primed from the ``repeats`` longest held-out
+    performances (sampling seeds seed, seed + 1, ...), and scored on all of it; the
+    figure draws the first.
+    """
     from tqdm.auto import tqdm
 
     from imps.runtime import MDRNN
@@ -146,8 +158,12 @@ def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAUL
     if not perfs:
         raise TemperatureError(f"no held-out performance longer than {prime_rows} rows to prime with "
                                f"(use --prime-rows smaller)")
-    first = max(perfs, key=len)
-    prime = first[:prime_rows]
+    if repeats < 1:
+        raise TemperatureError(f"repeats must be at least 1, got {repeats}")
+    longest = sorted(perfs, key=len, reverse=True)
+    primes = [longest[i % len(longest)][:prime_rows] for i in range(repeats)]
+    first = longest[0]
+    prime = primes[0]
     real_next = first[prime_rows:prime_rows + steps]
 
     # Teacher-forced mixture parameters for the held-out rows, once: tempering only changes how they are read.
@@ -168,8 +184,9 @@ def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAUL
     grid = [(p, s) for s in sigmas for p in pis]
     for p, s in tqdm(grid, unit="cell", desc="temperature grid", disable=not progress):
         model.pi_temperature, model.sigma_temperature = p, s
-        rows = generate(model, prime, steps, seed)
-        metrics = distances(rows, perfs)
+        runs = [generate(model, pr, steps, seed + r) for r, pr in enumerate(primes)]
+        rows = runs[0]
+        metrics = distances(runs, perfs)
         metrics["heldout_nll"] = tempered_nll(params, targets, d, k, p, s)
         if not all(math.isfinite(v) for v in metrics.values()):
             raise TemperatureError(f"pi {p:g}, sigma {s:g}: a non-finite score {metrics}; the model is broken")
@@ -183,9 +200,11 @@ def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAUL
             w.writerow({"pi_temperature": c.pi_temperature, "sigma_temperature": c.sigma_temperature,
                         **{name: f"{c.metrics[name]:.6g}" for name in CSV_FIELDS[2:]}})
     best = min(cells, key=lambda c: c.metrics["w1_mean"])
-    real_metrics = distances(real_next, perfs)
+    # The noise floor: real continuations of the same primings, scored the same way.
+    real_metrics = distances([longest[i % len(longest)][prime_rows:prime_rows + steps] for i in range(repeats)
+                              if len(longest[i % len(longest)]) > prime_rows + 1], perfs)
     summary = {"model": model_path.name, "units": model.shape.units, "steps": steps, "prime_rows": prime_rows,
-               "seed": seed, "held_out_performances": len(perfs), "nll_rows": int(len(targets)),
+               "seed": seed, "repeats": repeats, "held_out_performances": len(perfs), "nll_rows": int(len(targets)),
                "real_continuation": real_metrics,
                "best": {"pi_temperature": best.pi_temperature, "sigma_temperature": best.sigma_temperature,
                         **best.metrics},
@@ -226,7 +245,7 @@ def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, path, title:
 
     cmap, norm = plt.get_cmap("plasma_r"), Normalize(0.0, 1.0)
     n_r, n_c = len(sigmas), len(pis) + 1
-    fig, axes = plt.subplots(n_r, n_c, figsize=(2.55 * n_c, 2.75 * n_r + 0.6), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(n_r, n_c, figsize=(2.6 * n_c, 3.15 * n_r + 0.7), dpi=110, squeeze=False)
     by = {(c.pi_temperature, c.sigma_temperature): c for c in cells}
     best = min(cells, key=lambda c: c.metrics["w1_mean"])
     for r, s in enumerate(sigmas):
@@ -258,6 +277,6 @@ def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, path, title:
         ax.set_title(f"priming ({len(prime)} rows)", fontsize=9)
     fig.suptitle(title + "\nx/y path; pressure = width and colour; W1 = distance to held-out playing "
                          "(lower is closer); green: lowest mean W1", fontsize=9.5)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=1.2)
     fig.savefig(path)
     plt.close(fig)
