@@ -344,10 +344,11 @@ def test_imps_run_simulate_on_a_terminal_takes_keys_and_restores_it(tmp_path, de
     master, slave = pty.openpty()
     before = termios.tcgetattr(slave)
     env = dict(os.environ, COLUMNS="250")
+    errors = open(tmp_path / "stderr.txt", "w+")
     proc = subprocess.Popen(
         [device_python, "-m", "imps", "run", "--simulate", "--duration", "90", "--no-log",
          "--config", str(write_config(tmp_path, sound.port))],
-        cwd=tmp_path, stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env)
+        cwd=tmp_path, stdin=slave, stdout=slave, stderr=errors, env=env)
     out = bytearray()
     lock = threading.Lock()
 
@@ -369,12 +370,16 @@ def test_imps_run_simulate_on_a_terminal_takes_keys_and_restores_it(tmp_path, de
         with lock:
             return text.encode() in out
 
+    def story():
+        errors.seek(0)
+        return f"terminal: {bytes(out)[-1500:]!r}\nstderr: {errors.read()[-3000:]}"
+
     try:
-        assert wait_for(lambda: seen("LEDs [-C--]"), 60), bytes(out)[-2000:]   # call and response lit
-        os.write(master, b"m")                                               # mode button
-        assert wait_for(lambda: seen("LEDs [--L-]"), 20), bytes(out)[-2000:]
+        assert wait_for(lambda: seen("LEDs [-C--]"), 60), story()   # call and response lit
+        os.write(master, b"m")                                       # mode button
+        assert wait_for(lambda: seen("LEDs [--L-]"), 20), story()
         os.write(master, b"q")
-        assert proc.wait(60) == 0
+        assert proc.wait(60) == 0, story()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -383,5 +388,6 @@ def test_imps_run_simulate_on_a_terminal_takes_keys_and_restores_it(tmp_path, de
         after = termios.tcgetattr(slave)
         os.close(master)
         os.close(slave)
+        errors.close()
     assert after[3] & termios.ICANON and after[3] & termios.ECHO   # the terminal is back as it was
     assert after[3] == before[3]
