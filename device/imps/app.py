@@ -328,10 +328,11 @@ KEYS_HELP = "keys: m mode, M/r reset, S shutdown, u unplug/replug board, g garba
 
 
 def simulation_overrides(link: Path) -> dict:
-    """Config for --simulate: the serial input reads the simulated board, GPIO is the fake."""
+    """Config for --simulate: the serial input reads the simulated board, GPIO is the fake,
+    and the shutdown button powers nothing off."""
     return {"serial": {"enabled": True, "port": str(link), "format": "frames"},
             "gpio": {"backend": "fake"},
-            "panel": {"enabled": True},
+            "panel": {"enabled": True, "shutdown_command": ["true"]},
             "actuators": {"enabled": True}}
 
 
