@@ -104,7 +104,7 @@ class SerialConfig:
 
 @dataclass
 class GpioConfig:
-    backend: str = "none"                # none, rpigpio (the box), fake (simulation; IMPS_GPIO overrides)
+    backend: str = "none"                # none, rpigpio (the box), fake (tests, --simulate)
 
 
 @dataclass
