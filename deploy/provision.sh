@@ -146,6 +146,18 @@ directory = "$STATE/logs"
 
 [status]
 terminal = false
+
+# The sensor board on USB (firmware/), found again by itself after unplugging.
+[serial]
+enabled = true
+
+# Model events back to the board's servo lever.
+[actuators]
+enabled = true
+
+# Mode and shutdown buttons and mode LEDs on the Pi header (docs/hardware.md).
+[gpio]
+backend = "rpigpio"
 EOF
   fi
   say "layout: $PREFIX/{releases,envs,current}, $STATE/{logs,models}, $ETC/imps"
