@@ -453,8 +453,10 @@ def config_from_args(args, extra: dict | None = None) -> Config:
 
 
 def run_command(args) -> int:
+    # On a terminal a log line first clears the live status line (redrawn on the next tick).
+    clear = "\r\x1b[K" if sys.stderr.isatty() else ""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+                        format=clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     simulate = getattr(args, "simulate", False)
     simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
     box = board = keys = keys_panel = None
