@@ -87,6 +87,14 @@ def test_experiment_command_reports_bad_sizes_clearly(tiny_dataset, tmp_path, ca
     with pytest.raises(SystemExit):
         main(["experiment", "--help"])
     assert "--windows-per-epoch" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["temperatures", "--help"])
+    assert "--repeats" in capsys.readouterr().out
+    from imps_train.cli import build_parser
+    args = build_parser().parse_args(["train", "data.npz", "-o", "run"])
+    assert args.size == "m"      # the advice of docs/results.md, made the default
+    args = build_parser().parse_args(["export", "run", "-o", "m.tflite"])
+    assert (args.pi_temperature, args.sigma_temperature) == (1.25, 0.3)
 
 
 def test_wasserstein_distance_of_known_samples():

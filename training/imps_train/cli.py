@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "best checkpoint kept; writes history.csv, loss.png and run.json.")
     t.add_argument("dataset", help="dataset .npz (from `imps-train dataset`)")
     t.add_argument("-o", "--out", required=True, help="run directory to write")
-    t.add_argument("--size", default="s", help="xxs/xs/s/m/l/xl = 16/32/64/128/256/512 units (default s)")
+    t.add_argument("--size", default="m", help="xxs/xs/s/m/l/xl = 16/32/64/128/256/512 units (default m: "
+                                                "128, the best size from 15 minutes to 2 hours of playing, "
+                                                "docs/results.md; s for less)")
     t.add_argument("--layers", type=int, default=2)
     t.add_argument("--mixtures", type=int, default=5)
     t.add_argument("--seq-len", type=int, default=50)
