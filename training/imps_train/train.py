@@ -145,6 +145,7 @@ def train(dataset: Dataset, out_dir, config: TrainConfig | None = None, progress
         "config": asdict(config) | {"units": config.units},
         "dimension": dataset.dimension,
         "dataset": dataset.info,
+        "split": val_set.info.get("split"),
         "train_rows": int(len(train_set.rows)), "val_rows": int(len(val_set.rows)),
         "train_windows": len(train_w), "val_windows": len(val_w),
         "epochs_run": len(history["loss"]),
