@@ -48,6 +48,7 @@ from .errors import ConfigError
 from .gpio import GPIOBackend
 from .inputs import Emit
 from .modes import Mode
+from .threads import join_or_complain
 
 log = logging.getLogger("imps.panel")
 
@@ -207,10 +208,7 @@ class Panel:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("GPIO panel thread did not stop within %.1f s", timeout)
+        join_or_complain(thread, timeout, "GPIO panel thread")
         if self._set_up:
             for pin in self.config.mode_leds:
                 self.gpio.write(pin, False)
@@ -341,10 +339,7 @@ class DigitalInputs:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("GPIO inputs thread did not stop within %.1f s", timeout)
+        join_or_complain(thread, timeout, "GPIO inputs thread")
 
     def status(self) -> dict:
         return {"gpio_events": self.events, "gpio_callback_errors": self.callback_errors}

@@ -38,6 +38,7 @@ from .inputs import Emit
 from .serial_frames import (
     BoardInfo, Decoder, FrameType, LineDecoder, actuator_frame, hello_frame,
 )
+from .threads import join_or_complain
 
 log = logging.getLogger("imps.serial")
 
@@ -161,10 +162,7 @@ class SerialInput:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("serial reader for %s did not stop within %.1f s", self.port_name, timeout)
+        join_or_complain(thread, timeout, f"serial reader for {self.port_name}")
 
     def status(self) -> dict:
         st = dict(connected=self._connected.is_set(), port=self.port_name,

@@ -31,6 +31,7 @@ from .errors import DatasetError, DeviceError
 from .serial_frames import (
     BoardInfo, Decoder, FrameType, PROTOCOL_VERSION, hello_reply_frame, sensor_frame,
 )
+from .threads import join_or_complain
 
 log = logging.getLogger("imps.simboard")
 
@@ -153,10 +154,7 @@ class SimulatedBoard:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("simulated board thread did not stop within %.1f s", timeout)
+        join_or_complain(thread, timeout, "simulated board thread")
         self.unplug()
 
     def __enter__(self):
