@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tty
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,28 @@ def tiny_model(tmp_path_factory, lightpad_12k) -> Path:
 
 
 sys.path.insert(0, str(ROOT / "tests"))
+from osc_listener import SoundListener  # noqa: E402  (a stand-in sound engine)
+
+
+@pytest.fixture
+def sound():
+    """A stand-in sound engine on 127.0.0.1 collecting OSC messages with arrival times."""
+    listener = SoundListener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def pty_pair():
+    """A raw pseudo-terminal pair: (master fd, slave path)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    yield master, os.ttyname(slave)
+    for fd in (master, slave):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def convert_step_model(step, path: Path, flex: bool = False) -> Path:

@@ -12,7 +12,6 @@ import subprocess
 import termios
 import threading
 import time
-import tty
 
 import numpy as np
 import pytest
@@ -26,7 +25,6 @@ from imps.interaction_log import read_log
 from imps.modes import Mode
 from imps.serial_frames import sensor_frame
 from imps.simulated_board import SimulatedBoard
-from osc_listener import SoundListener
 
 EXAMPLE = PACKAGE_DIR / "box.example.toml"
 LEDS = (5, 6, 13, 19)          # the default panel's mode LEDs, in Mode order
@@ -57,25 +55,6 @@ def performance(n=400, dt=0.01, d=3):
     for j in range(d):
         rows[:, j + 1] = (np.sin(t / (7.0 + j)) + 1) / 2
     return rows
-
-
-@pytest.fixture
-def sound():
-    listener = SoundListener()
-    yield listener
-    listener.close()
-
-
-@pytest.fixture
-def pty_pair():
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    yield master, os.ttyname(slave)
-    for fd in (master, slave):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 @pytest.fixture

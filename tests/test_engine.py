@@ -10,14 +10,7 @@ from imps.engine import Engine
 from imps.interaction_log import read_log
 from imps.modes import Mode
 from imps.runtime import MDRNN
-from osc_listener import SoundListener, send
-
-
-@pytest.fixture
-def sound():
-    listener = SoundListener()
-    yield listener
-    listener.close()
+from osc_listener import send
 
 
 def make_box(tmp_path, sound, model, mode="call_response", **engine):

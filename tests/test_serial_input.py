@@ -3,7 +3,6 @@ import os
 import random
 import threading
 import time
-import tty
 from types import SimpleNamespace
 
 import numpy as np
@@ -35,18 +34,6 @@ class Events:
 
     def __len__(self):
         return len(self.items)
-
-
-@pytest.fixture
-def pty_pair():
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    yield master, os.ttyname(slave)
-    for fd in (master, slave):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 @pytest.fixture

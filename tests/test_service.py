@@ -4,22 +4,12 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
-import pytest
 
 from imps.app import Box
 from imps.config import load_config
 from imps.notify import Notifier
 from notify_socket import NotifySocket
-from osc_listener import SoundListener
-
-
-@pytest.fixture
-def sound():
-    listener = SoundListener()
-    yield listener
-    listener.close()
 
 
 def test_ready_status_and_watchdog_from_the_prediction_loop(tmp_path, tiny_model, sound):

@@ -1,6 +1,5 @@
 """The simulated sensor board: replay timing, hello, actuators, plug/unplug, datasets."""
 import os
-import select
 import time
 
 import numpy as np

@@ -31,7 +31,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import subprocess

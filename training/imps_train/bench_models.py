@@ -12,17 +12,14 @@ Names: ``u<units>-d<dimension>.tflite`` (+ ``.json``), e.g. ``u64-d9.tflite``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from imps.model_file import Sidecar, sidecar_path, write_sidecar
+from imps.model_file import Sidecar, sidecar_path
 
 from . import mdrnn
-from .export import convert, keras_trace, verify
+from .export import convert, keras_trace, random_rows, write_verified
 
 #: The sweeps of the paper's two figures (imps.bench reads the same names).
 UNITS_SWEEP = (16, 32, 64, 128, 256, 512)
@@ -51,22 +48,12 @@ def make_model(out_dir: Path, units: int, dimension: int, layers: int = mdrnn.LA
     keras.utils.set_random_seed(seed + 1000 * units + dimension)
     step = mdrnn.build_inference_model(dimension, units, layers, mixtures)
     blob = convert(step)
-    rng = np.random.default_rng(seed)
-    rows = np.column_stack([rng.exponential(0.05, CHECK_STEPS),
-                            rng.random((CHECK_STEPS, dimension - 1))]).astype(np.float32)
-    trace = keras_trace(step, rows, units, layers, INPUT_SCALE)
+    trace = keras_trace(step, random_rows(dimension, CHECK_STEPS, seed), units, layers, INPUT_SCALE)
     sidecar = Sidecar(dimension=dimension, units=units, layers=layers, mixtures=mixtures,
-                      input_scale=INPUT_SCALE,
+                      input_scale=INPUT_SCALE, sha256=hashlib.sha256(blob).hexdigest(),
                       training={"purpose": "benchmark only: random (untrained) weights", "seed": seed})
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / model_name(units, dimension)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".bench-model-") as scratch:
-        tmp = Path(scratch) / target.name
-        tmp.write_bytes(blob)
-        tmp_sidecar = write_sidecar(tmp, sidecar)
-        report = verify(tmp, trace, runtime)
-        os.replace(tmp_sidecar, sidecar_path(target))
-        os.replace(tmp, target)
+    report = write_verified(blob, sidecar, trace, target, runtime)
     return {"path": str(target), "units": units, "dimension": dimension, "bytes": len(blob),
             "verification": report}
 

@@ -8,6 +8,7 @@ and match the Keras step model within 1e-4 over 100 steps of carried state.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import subprocess
@@ -62,6 +63,26 @@ def verify(model_path: Path, trace: dict, runtime: str = "auto", python: str | N
     return report
 
 
+def random_rows(dimension: int, steps: int = VERIFY_STEPS, seed: int = 0) -> np.ndarray:
+    """Plausible gesture rows (exponential dt, uniform controls) to check a model with."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.exponential(0.05, steps), rng.random((steps, dimension - 1))]).astype(np.float32)
+
+
+def write_verified(blob: bytes, sidecar: Sidecar, trace: dict, out_path: Path, runtime: str = "auto") -> str:
+    """Write model and sidecar into a scratch directory beside out_path, verify them there
+    against ``trace`` in the device runtime, then move both in; returns the verification report."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as scratch:
+        model_tmp = Path(scratch) / out_path.name
+        model_tmp.write_bytes(blob)
+        sidecar_tmp = write_sidecar(model_tmp, sidecar)
+        report = verify(model_tmp, trace, runtime)
+        os.replace(sidecar_tmp, sidecar_path(out_path))
+        os.replace(model_tmp, out_path)
+    return report
+
+
 def export(run_dir, out_path, runtime: str = "auto", pi_temperature: float = 1.0,
            sigma_temperature: float = 0.01, reference_rows: np.ndarray | None = None) -> dict:
     """Write out_path (.tflite) and its sidecar from a training run; raise ModelError if it does not verify."""
@@ -76,26 +97,15 @@ def export(run_dir, out_path, runtime: str = "auto", pi_temperature: float = 1.0
 
     blob = convert(step)
     if reference_rows is None:
-        rng = np.random.default_rng(0)
-        reference_rows = np.column_stack([rng.exponential(0.05, VERIFY_STEPS),
-                                          rng.random((VERIFY_STEPS, d - 1))]).astype(np.float32)
+        reference_rows = random_rows(d)
     trace = keras_trace(step, reference_rows[:VERIFY_STEPS], units, layers, scale)
     if not np.isfinite(trace["params"]).all():
         raise ModelError(f"run {run_dir}: the trained model outputs NaN or inf; retrain (lower learning rate?)")
-    import hashlib
     sidecar = Sidecar(sha256=hashlib.sha256(blob).hexdigest(), dimension=d, units=units, layers=layers, mixtures=k, input_scale=scale,
                       pi_temperature=pi_temperature, sigma_temperature=sigma_temperature,
                       validation_loss=run.get("best_val_loss"),
                       training={"dataset": run["dataset"], "size": cfg["size"], "epochs_run": run["epochs_run"],
                                 "best_epoch": run["best_epoch"], "train_rows": run["train_rows"],
                                 "val_rows": run["val_rows"], "seq_len": cfg["seq_len"]})
-    # Write into a scratch directory beside the target, verify there, then move both files in.
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as scratch:
-        model_tmp = Path(scratch) / out_path.name
-        model_tmp.write_bytes(blob)
-        sidecar_tmp = write_sidecar(model_tmp, sidecar)
-        report = verify(model_tmp, trace, runtime)
-        os.replace(sidecar_tmp, sidecar_path(out_path))
-        os.replace(model_tmp, out_path)
+    report = write_verified(blob, sidecar, trace, out_path, runtime)
     return {"path": str(out_path), "bytes": len(blob), "verification": report}
