@@ -110,7 +110,8 @@ def test_unplugged_mid_performance_recovers_within_2s(tmp_path, source):
         assert wait_for(lambda: len(events) > 20)
         board.unplug()
         assert wait_for(lambda: not src.connected, 3)
-        assert "no sensor board" in src.status()["last_error"] or "lost" in src.status()["last_error"]
+        # Depending on where the unplug catches the reader: lost mid-read, gone, or not openable.
+        assert any(why in src.status()["last_error"] for why in ("lost", "no sensor board", "cannot open"))
         time.sleep(0.3)          # stays down a while; the reader must keep retrying, not die
         before = len(events)
         board.plug()
