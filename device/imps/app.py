@@ -191,7 +191,10 @@ class Box:
                 log.error("input %s: %s; playing on without it", getattr(source, "name", source), exc)
         self.ready_at = time.monotonic()
         self.notifier.ready(self.status_line())
-        log.info("ready in %.0f ms: %s", (self.ready_at - self.started_at) * 1e3, self.describe())
+        since_exec = seconds_since_process_start()
+        log.info("ready %s(set up in %.0f ms): %s",
+                 f"{since_exec * 1e3:.0f} ms after process start " if since_exec is not None else "",
+                 (self.ready_at - self.started_at) * 1e3, self.describe())
         return self
 
     def describe(self) -> str:
@@ -306,6 +309,17 @@ class Box:
         if s["error"]:
             parts.append(f"ERROR {s['error'][:60]}")
         return " | ".join(parts)
+
+
+def seconds_since_process_start() -> float | None:
+    """Wall time since this process was started (Linux /proc; 10 ms resolution), None elsewhere."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime, in clock ticks since boot
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _positive(value) -> float:
