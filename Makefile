@@ -48,11 +48,11 @@ test: system-deps setup  ## run every test
 test-python:
 	$(WPY) -m pytest -q tests $(PYTEST_ARGS)
 
-# The bundled model: 64 units on the 100K LightPad set (docs/model.md). About 40 minutes on 2 cores.
+# The bundled model: 128 units on the 100K LightPad set (docs/model.md). About 45 minutes on 2 cores.
 DEFAULT_MODEL := device/imps/models/default
 default-model: $(WORK)/.installed  ## re-make the bundled model from the bundled 100K LightPad dataset
 	$(WORK)/bin/imps-train dataset --import-npz training/datasets/lightpad-4d-100k.npz -o build/lightpad-4d-100k.npz
-	$(WORK)/bin/imps-train train build/lightpad-4d-100k.npz -o build/default-run --size s --windows-per-epoch 12800
+	$(WORK)/bin/imps-train train build/lightpad-4d-100k.npz -o build/default-run --size m --windows-per-epoch 12800
 	$(WORK)/bin/imps-train export build/default-run -o $(DEFAULT_MODEL).tflite --pi-temperature 1.25 --sigma-temperature 0.3
 	cp build/default-run/loss.png $(DEFAULT_MODEL)-loss.png
 	cp build/default-run/history.csv $(DEFAULT_MODEL)-history.csv
