@@ -114,8 +114,9 @@ def read_sidecar(model_path: str | os.PathLike) -> Sidecar | None:
         raise ModelError(f"{path}: incomplete model sidecar ({exc})") from exc
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def model_sha256(data: bytes) -> str:
+    """The checksum a sidecar records for its model's bytes."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def check_flatbuffer_header(path: str | os.PathLike, data: bytes) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import ModelError, RuntimeMissingError
 from .model_file import (DEFAULT_INPUT_SCALE, PARAMS_NAME, X_NAME, Sidecar, check_flatbuffer_header,
-                         file_sha256, read_sidecar, shape_from_params_size, state_names)
+                         model_sha256, read_sidecar, shape_from_params_size, state_names)
 from .sampling import Sampler
 
 RUNTIMES = ("tflite-runtime", "ai-edge-litert")
@@ -88,10 +88,11 @@ def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: in
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model {path}: no such file")
-    check_flatbuffer_header(path, path.read_bytes())
+    data = path.read_bytes()
+    check_flatbuffer_header(path, data)
     cls, name = interpreter_class(runtime)
     if sidecar is not None and sidecar.sha256:
-        if file_sha256(path) != sidecar.sha256:
+        if model_sha256(data) != sidecar.sha256:
             raise ModelError(f"model {path}: checksum does not match its sidecar (a truncated or damaged copy?); "
                              "re-export or re-deploy it")
     elif probe and name == "tflite-runtime":

@@ -12,11 +12,10 @@ Names: ``u<units>-d<dimension>.tflite`` (+ ``.json``), e.g. ``u64-d9.tflite``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from imps.model_file import Sidecar, sidecar_path
+from imps.model_file import Sidecar, model_sha256, sidecar_path
 
 from . import mdrnn
 from .export import convert, keras_trace, random_rows, write_verified
@@ -50,7 +49,7 @@ def make_model(out_dir: Path, units: int, dimension: int, layers: int = mdrnn.LA
     blob = convert(step)
     trace = keras_trace(step, random_rows(dimension, CHECK_STEPS, seed), units, layers, INPUT_SCALE)
     sidecar = Sidecar(dimension=dimension, units=units, layers=layers, mixtures=mixtures,
-                      input_scale=INPUT_SCALE, sha256=hashlib.sha256(blob).hexdigest(),
+                      input_scale=INPUT_SCALE, sha256=model_sha256(blob),
                       training={"purpose": "benchmark only: random (untrained) weights", "seed": seed})
     target = out_dir / model_name(units, dimension)
     report = write_verified(blob, sidecar, trace, target, runtime)

@@ -8,7 +8,6 @@ and match the Keras step model within 1e-4 over 100 steps of carried state.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from imps.errors import ModelError
-from imps.model_file import PARAMS_NAME, Sidecar, sidecar_path, state_names, write_sidecar
+from imps.model_file import PARAMS_NAME, Sidecar, model_sha256, sidecar_path, state_names, write_sidecar
 
 from . import mdrnn
 from .train import load_run
@@ -101,7 +100,7 @@ def export(run_dir, out_path, runtime: str = "auto", pi_temperature: float = 1.0
     trace = keras_trace(step, reference_rows[:VERIFY_STEPS], units, layers, scale)
     if not np.isfinite(trace["params"]).all():
         raise ModelError(f"run {run_dir}: the trained model outputs NaN or inf; retrain (lower learning rate?)")
-    sidecar = Sidecar(sha256=hashlib.sha256(blob).hexdigest(), dimension=d, units=units, layers=layers, mixtures=k, input_scale=scale,
+    sidecar = Sidecar(sha256=model_sha256(blob), dimension=d, units=units, layers=layers, mixtures=k, input_scale=scale,
                       pi_temperature=pi_temperature, sigma_temperature=sigma_temperature,
                       validation_loss=run.get("best_val_loss"),
                       training={"dataset": run["dataset"], "size": cfg["size"], "epochs_run": run["epochs_run"],
