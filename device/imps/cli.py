@@ -46,12 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def dispatch(parser: argparse.ArgumentParser, argv=None) -> int:
+    """Run the chosen subcommand; an ImpsError is one line on stderr and exit code 2."""
+    args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
     except ImpsError as exc:
-        print(f"imps: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv=None) -> int:
+    return dispatch(build_parser(), argv)

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from imps.errors import ImpsError
+from imps.cli import dispatch
 from imps.rows import DEFAULT_MAX_DT
 
 
@@ -247,11 +246,4 @@ def _add_experiment_commands(sub) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except ImpsError as exc:
-        print(f"imps-train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return dispatch(build_parser(), argv)
