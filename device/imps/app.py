@@ -5,8 +5,16 @@ from the config file (or defaults), starts it, says READY to systemd, then
 the main thread shows a one-line status and handles signals:
 
 - SIGINT / SIGTERM: stop inputs, silence the sound engine, flush the log, exit 0.
-- SIGHUP: re-read the config and the model; a bad new model is refused with
-  one clear log line and the running one keeps playing.
+- SIGHUP: re-read the config and the model. A bad new config or model is
+  refused with one clear log line ("reload refused: ...") and the running one
+  keeps playing. Keys that cannot change while running (OSC, serial, GPIO,
+  log... see config.RELOADABLE) are named in a warning and in the status line
+  ("restart to apply ..."), and the box reports what really runs.
+
+Supervision: every essential thread (engine, scheduler, OSC receivers, serial
+reader, log writer) is watched by one Supervisor (threads.py). The engine
+feeds the watchdog only while all are alive; when one dies, the status line
+says which and why, and the box exits 1 so systemd restarts it.
 
 A model that cannot be used never stops the box: it logs the reason and
 keeps logging the performer in user-only mode, rather than crash-looping.
@@ -38,7 +46,9 @@ import time
 from pathlib import Path
 
 from .buttons import NO_MODEL, NO_SENSOR_BOARD, DigitalInputs, Panel
-from .config import DEFAULT_PERFORMANCE, Config, load_config
+from . import ranges
+from .config import DEFAULT_PERFORMANCE, Config, apply_reloadable, changes, load_config, reloadable
+from .controls import control_handlers, interface_handler
 from .engine import Engine
 from .errors import ConfigError, DeviceError, ImpsError, ModelError
 from .gpio import get_backend
@@ -52,6 +62,7 @@ from .performer import ReplayPerformer, load_performance
 from .runtime import MDRNN
 from .serial_input import ActuatorOutput, SerialInput
 from .simulated_board import SimulatedBoard
+from .threads import Supervisor
 
 log = logging.getLogger("imps")
 
@@ -61,8 +72,14 @@ NO_BOARD_GRACE = 1.0
 
 def load_model(config: Config) -> MDRNN:
     m = config.model
-    return MDRNN(m.resolved_path(), dimension=config.engine.dimension, runtime=m.runtime, threads=m.threads,
-                 seed=m.seed, pi_temperature=m.pi_temperature, sigma_temperature=m.sigma_temperature)
+    model = MDRNN(m.resolved_path(), dimension=config.engine.dimension, runtime=m.runtime, threads=m.threads,
+                  seed=m.seed, pi_temperature=m.pi_temperature, sigma_temperature=m.sigma_temperature)
+    for key in ("pi_temperature", "sigma_temperature"):  # a sidecar may recommend anything: same ranges
+        try:
+            ranges.check("model", key, getattr(model, key), f"{model.path.name}: {key}")
+        except ConfigError as exc:
+            raise ModelError(f"{exc} (set [model] {key} to override the sidecar)") from None
+    return model
 
 
 class Box:
@@ -81,6 +98,8 @@ class Box:
         self.note = ("", 0.0)           # a short message for the status line (key presses), and when
         self._board_down_since: float | None = None
         self.receivers: list[OscReceiver] = []
+        self.supervisor = Supervisor()
+        self.restart_needed: list[str] = []   # "[osc] control_port" keys changed on disk, not yet running
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self._stopped = threading.Event()
@@ -98,25 +117,13 @@ class Box:
                              e.response_threshold, e.time_scale, e.queue_size, e.max_dt)
         if error:
             self.engine.error = error
+        self.engine.healthy = self.supervisor.healthy
+        self.supervisor.watch("prediction loop", self.engine.thread)
+        self.supervisor.watch("scheduler", self.engine.scheduler.thread)
+        if self.logwriter is not None:
+            self.supervisor.watch("log writer", lambda: self.logwriter.thread)
 
     # ------------------------------------------------------------ parts
-    def _control_handlers(self) -> dict:
-        engine = self.engine
-        return {
-            "/mode": lambda a: engine.set_mode(str(a[0])),
-            "/reset": lambda a: engine.reset_state(),
-            "/pause": lambda a: engine.set_paused(bool(a[0]) if a else True),
-            "/pi_temperature": lambda a: engine.set_temperatures(pi=_positive(a[0])),
-            "/sigma_temperature": lambda a: engine.set_temperatures(sigma=_non_negative(a[0])),
-            "/time_scale": lambda a: engine.set_time_scale(float(a[0])),
-            "/threshold": lambda a: engine.set_threshold(float(a[0])),
-        }
-
-    def _interface_handler(self, args) -> None:
-        if len(args) != self.config.engine.dimension - 1:
-            raise ValueError(f"/interface wants {self.config.engine.dimension - 1} floats, got {len(args)}")
-        self.engine.performer_event(args, None)
-
     def add_source(self, source) -> None:
         self.sources.append(source)
 
@@ -126,6 +133,7 @@ class Box:
         if c.serial.enabled:
             self.serial = SerialInput(c.serial.settings)
             self.sources.append(self.serial)
+            self.supervisor.watch("serial reader", lambda: self.serial.thread if self.serial else None)
             if c.actuators.enabled:
                 self.actuator = ActuatorOutput(self.serial, c.actuators.controls)
                 self.engine.actuators.append(self.actuator)
@@ -172,14 +180,25 @@ class Box:
         return error
 
     def start(self) -> "Box":
+        try:
+            return self._start()
+        except BaseException:
+            self.stop(quiet=True)   # release what did start (ports, threads, GPIO), then say why
+            raise
+
+    def _start(self) -> "Box":
         c = self.config
         self._start_hardware()
         self.engine.start()
         if c.osc.enabled:
-            self.receivers.append(OscReceiver(c.osc.interface_host, c.osc.interface_port,
-                                              {INTERFACE: self._interface_handler}, "interface").start())
-            self.receivers.append(OscReceiver(c.osc.control_host, c.osc.control_port,
-                                              self._control_handlers(), "control").start())
+            routes = [("interface", c.osc.interface_host, c.osc.interface_port,
+                       {INTERFACE: interface_handler(self.engine, c.engine.dimension)}),
+                      ("control", c.osc.control_host, c.osc.control_port, control_handlers(self.engine))]
+            for name, host, port, handlers in routes:
+                receiver = OscReceiver(host, port, handlers, name, receive_buffer=c.osc.receive_buffer)
+                self.receivers.append(receiver)
+                self.supervisor.watch(f"OSC {name} receiver", receiver.thread)
+                receiver.start()
         if c.performer.simulate:
             p = c.performer
             rows = load_performance(p.dataset or DEFAULT_PERFORMANCE, p.performance)
@@ -201,7 +220,9 @@ class Box:
         m = self.engine.model
         model = f"{m.path.name} ({m.runtime}, {m.shape.units} units)" if m else f"no model ({self.engine.error})"
         ports = (f"OSC in :{self.receivers[0].port} control :{self.receivers[1].port} "
-                 f"sound -> {self.config.osc.sound_host}:{self.config.osc.sound_port}" if self.receivers else "OSC off")
+                 f"(receive buffers {self.receivers[0].receive_buffer // 1024} KiB) "
+                 f"sound -> {self.config.osc.sound_host}:{self.config.osc.sound_port}"
+                 if len(self.receivers) == 2 else "OSC off")
         logs = self.logwriter.path if self.logwriter else "off"
         hardware = []
         if self.serial is not None:
@@ -215,34 +236,53 @@ class Box:
         return f"{model}; {ports}; log {logs}" + (f"; {', '.join(hardware)}" if hardware else "")
 
     def reload(self) -> bool:
-        """SIGHUP: re-read config and model; keep the running model if the new one is bad."""
+        """SIGHUP: re-read config and model. A bad config or model is refused and the running
+        configuration plays on; keys that need a restart are named and not applied."""
         self.notifier.reloading()
         try:
-            config = load_config(None if self.config.source == "defaults" else self.config.source)
-            if config.engine.dimension != self.config.engine.dimension:
-                raise ModelError(f"{config.source}: changing the dimension needs a restart "
-                                 f"({self.config.engine.dimension} -> {config.engine.dimension})")
-            model = load_model(config)
-        except ImpsError as exc:
-            log.error("reload refused, still playing the previous model: %s", exc)
-            self.notifier.ready(self.status_line())
-            return False
+            ok = self._reload()
+        except ImpsError as exc:   # ConfigError, ModelError: one clear line
+            log.error("reload refused, still playing the previous configuration and model: %s", exc)
+            ok = False
+        except Exception as exc:   # not foreseen: refused all the same, with the traceback for the bug report
+            log.exception("reload refused, still playing the previous configuration and model: %s", exc)
+            ok = False
+        self.notifier.ready(self.status_line())
+        return ok
+
+    def _reload(self) -> bool:
+        running = self.config
+        new = load_config(None if running.source == "defaults" else running.source)
+        if new.engine.dimension != running.engine.dimension:
+            raise ConfigError(f"{new.source}: [engine] dimension {running.engine.dimension} -> "
+                              f"{new.engine.dimension} needs a restart (the model and the log depend on it)")
+        merged = apply_reloadable(running, new)
+        model = load_model(merged)
         e = self.engine
         e.swap_model(model)
-        e.set_mode(config.engine.mode)
-        e.set_time_scale(config.engine.time_scale)
-        e.set_threshold(config.engine.response_threshold)
-        self.config = config
-        log.info("reloaded %s with model %s", config.source, model.path)
-        self.notifier.ready(self.status_line())
+        for section, key, old, value in changes(running, merged):
+            if (section, key) == ("engine", "mode"):
+                e.set_mode(value)
+            elif (section, key) == ("engine", "time_scale"):
+                e.set_time_scale(value)
+            elif (section, key) == ("engine", "response_threshold"):
+                e.set_threshold(value)
+        self.restart_needed = [f"[{section}] {key}" for section, key, _, _ in changes(merged, new)
+                               if not reloadable(section, key)]
+        for section, key, old, value in changes(merged, new):
+            log.warning("reload: [%s] %s %r -> %r needs a restart (systemctl restart imps); running with %r",
+                        section, key, old, value, old)
+        self.config = merged
+        log.info("reloaded %s with model %s", new.source, model.path)
         return True
 
-    def stop(self) -> None:
-        """The one shutdown path: inputs off, silence, flush the log."""
+    def stop(self, quiet: bool = False) -> None:
+        """The one shutdown path: inputs off, silence, flush the log (``quiet``: a failed start)."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self.notifier.stopping()
+        if not quiet:
+            self.notifier.stopping()
         for source in self.sources:
             try:
                 source.stop()
@@ -278,14 +318,25 @@ class Box:
     def status_line(self) -> str:
         s = self.engine.status()
         up = max(time.monotonic() - self.started_at, 1e-9)
-        parts = [f"mode {s['mode']}",
-                 f"in {s['performer_events']} ({s['performer_events'] / up:.1f}/s)",
-                 f"out {s['model_events']} ({s['model_events'] / up:.1f}/s)"]
+        parts = []
+        dead = self.supervisor.dead()
+        if dead:
+            parts.append("THREAD DIED " + "; ".join(d[:80] for d in dead))
+        parts += [f"mode {s['mode']}",
+                  f"in {s['performer_events']} ({s['performer_events'] / up:.1f}/s)",
+                  f"out {s['model_events']} ({s['model_events'] / up:.1f}/s)"]
         if s["predict_us"] is not None:
             parts.append(f"predict {s['predict_us']:.0f} us")
-        parts.append(f"drops {s['dropped']}")
+        kernel = sum(r.kernel_drops() or 0 for r in self.receivers)
+        parts.append(f"lost {s['lost_inputs'] + kernel}" + (f" ({kernel} in the kernel)" if kernel else ""))
+        if s["dropped_notes"]:
+            parts.append(f"notes dropped {s['dropped_notes']}")
         if s["bad_inputs"]:
             parts.append(f"bad {s['bad_inputs']}")
+        for receiver in self.receivers:
+            summary = receiver.summary()
+            if summary:
+                parts.append(f"osc {receiver.name} {summary}")
         if self.serial is not None:
             st = self.serial.status()
             board = "board ok" if st["connected"] else "NO BOARD"
@@ -308,6 +359,9 @@ class Box:
             parts.append("LOG OFF")
         if s["error"]:
             parts.append(f"ERROR {s['error'][:60]}")
+        if self.restart_needed:
+            parts.append("restart to apply " + ", ".join(self.restart_needed[:3])
+                         + (f" (+{len(self.restart_needed) - 3})" if len(self.restart_needed) > 3 else ""))
         return " | ".join(parts)
 
 
@@ -320,20 +374,6 @@ def seconds_since_process_start() -> float | None:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
         return None
-
-
-def _positive(value) -> float:
-    value = float(value)
-    if not value > 0:
-        raise ValueError(f"must be > 0, got {value}")
-    return value
-
-
-def _non_negative(value) -> float:
-    value = float(value)
-    if not value >= 0:
-        raise ValueError(f"must be >= 0, got {value}")
-    return value
 
 
 # ---------------------------------------------------------------- --simulate
@@ -496,7 +536,7 @@ def run_command(args) -> int:
                 on_key, keys_panel = simulation_keys(box, stop)
                 keys = TerminalKeys(on_key).start()
                 box.note = (KEYS_HELP, time.monotonic())
-        return _status_loop(box, config, args, stop, reload_requested, live)
+        return _status_loop(box, args, stop, reload_requested, live)
     finally:
         if keys is not None:
             keys.stop()              # the terminal back as it was
@@ -517,10 +557,10 @@ def run_command(args) -> int:
             shutil.rmtree(simdir, ignore_errors=True)
 
 
-def _status_loop(box: Box, config: Config, args, stop, reload_requested, live: bool) -> int:
+def _status_loop(box: Box, args, stop, reload_requested, live: bool) -> int:
     deadline = time.monotonic() + args.duration if args.duration else None
     last = ""
-    while not stop.wait(config.status.interval):
+    while not stop.wait(box.config.status.interval):   # the running interval (SIGHUP may change it)
         if reload_requested.is_set():
             reload_requested.clear()
             box.reload()
@@ -532,8 +572,10 @@ def _status_loop(box: Box, config: Config, args, stop, reload_requested, live: b
         if live:
             width = shutil.get_terminal_size().columns - 1
             print("\r" + line[:width].ljust(min(79, width)), end="", flush=True)
-        if not box.engine.alive():
-            log.error("prediction loop died; exiting so systemd restarts the box")
+        dead = box.supervisor.dead()
+        if dead:
+            log.error("thread died: %s; the watchdog pings stopped; exiting so systemd restarts the box",
+                      "; ".join(dead))
             return 1
         if deadline and time.monotonic() >= deadline:
             break

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import ipaddress
 import os
 import sys
 import typing
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List
 
+from . import ranges
 from .buttons import PanelConfig
 from .errors import ConfigError
 from .gpio import BACKENDS as GPIO_BACKENDS
@@ -63,6 +65,7 @@ class OscConfig:
     control_port: int = 5002
     sound_host: str = "127.0.0.1"        # the sound engine: /performer, /model, /silence
     sound_port: int = 4000
+    receive_buffer: int = 1048576        # bytes of kernel buffer per listening socket (capped by net.core.rmem_max)
     enabled: bool = True
 
 
@@ -150,32 +153,25 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "sou
 #: Sections whose keys (except their own, such as `enabled`) belong to a settings class.
 DELEGATED = {"serial": SerialSettings, "panel": PanelConfig}
 
+def _ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: Checks beyond types and numeric ranges (those live in ranges.RANGES, shared with the control port).
 _CHECKS = {
     ("model", "runtime"): (lambda v: v in ("auto", "tflite-runtime", "ai-edge-litert"),
                            "auto, tflite-runtime or ai-edge-litert"),
-    ("model", "threads"): (lambda v: 1 <= v <= 64, "a thread count from 1 to 64"),
-    ("model", "pi_temperature"): (lambda v: v is None or v > 0, "a number > 0"),
-    ("model", "sigma_temperature"): (lambda v: v is None or v >= 0, "a number >= 0"),
-    ("engine", "dimension"): (lambda v: v >= 2, "an integer >= 2 (dt plus at least one control)"),
-    ("engine", "response_threshold"): (lambda v: v > 0, "seconds > 0"),
-    ("engine", "time_scale"): (lambda v: v > 0, "a number > 0"),
-    ("engine", "queue_size"): (lambda v: v >= 1, "an integer >= 1"),
-    ("engine", "max_dt"): (lambda v: v > 0, "seconds > 0"),
-    ("performer", "time_scale"): (lambda v: v > 0, "a number > 0"),
-    ("status", "interval"): (lambda v: v > 0, "seconds > 0"),
     ("gpio", "backend"): (lambda v: v in ("none",) + GPIO_BACKENDS, "none, " + " or ".join(GPIO_BACKENDS)),
-    ("pads", "pins"): (lambda v: all(0 <= p <= 27 for p in v) and len(set(v)) == len(v),
-                       "distinct BCM pin numbers 0..27"),
-    ("pads", "debounce"): (lambda v: v > 0, "seconds > 0"),
-    ("panel", "mode_button"): (lambda v: 0 <= v <= 27, "a BCM pin number 0..27, or false (not fitted)"),
-    ("panel", "shutdown_button"): (lambda v: 0 <= v <= 27, "a BCM pin number 0..27, or false (not fitted)"),
-    ("panel", "mode_leds"): (lambda v: all(0 <= p <= 27 for p in v), "BCM pin numbers 0..27, one per mode"),
+    ("pads", "pins"): (lambda v: len(set(v)) == len(v), "distinct BCM pin numbers"),
     ("panel", "shutdown_command"): (lambda v: len(v) >= 1, "a command as a list, e.g. [\"systemctl\", \"poweroff\"]"),
-    ("actuators", "controls"): (lambda v: 1 <= len(v) <= 16 and all(c >= 0 for c in v),
-                                "1 to 16 control indices >= 0"),
+    ("actuators", "controls"): (lambda v: 1 <= len(v) <= 16, "1 to 16 control indices"),
 }
-for _key in ("interface_port", "control_port", "sound_port"):
-    _CHECKS[("osc", _key)] = (lambda v: 0 <= v <= 65535, "a UDP port from 0 to 65535 (0: any free port)")
+for _key in ("interface_host", "control_host", "sound_host"):
+    _CHECKS[("osc", _key)] = (_ipv4, "an IPv4 address such as 127.0.0.1 (0.0.0.0 listens on every interface)")
 
 
 def _section_types(cls):
@@ -291,6 +287,7 @@ def build_config(data: dict, source: str = "defaults") -> Config:
             if key not in types:
                 raise ConfigError(f"{where}: unknown key, expected one of: {', '.join(types)}")
             value = _coerce(where, value, types[key])
+            ranges.check(section, key, value, where)
             check = _CHECKS.get((section, key))
             if check and value is not None and not check[0](value):
                 raise ConfigError(f"{where} = {value!r}: expected {check[1]}")
@@ -340,6 +337,49 @@ def _check_hardware(config: Config) -> None:
                 raise ConfigError(f"{src}: [actuators] controls = {act.controls!r}: {c} is not {controls}")
 
 
+# -- reload (SIGHUP) -------------------------------------------------------------
+#: What SIGHUP applies to the running box: section -> keys ("*": the whole section).
+#: Every other key (OSC, serial, GPIO, log, ...) needs a restart; a new section needs one by default.
+RELOADABLE = {"model": "*", "engine": {"mode", "response_threshold", "time_scale"}, "status": {"interval"}}
+
+
+def reloadable(section: str, key: str) -> bool:
+    keys = RELOADABLE.get(section, ())
+    return keys == "*" or key in keys
+
+
+def settings_of(config: Config) -> dict:
+    """{(section, key): value} for every key of the file, delegated ones (serial, panel) included."""
+    flat = {}
+    for section in SECTIONS:
+        target = getattr(config, section)
+        for f in dataclasses.fields(target):
+            if f.name == "settings":
+                for g in dataclasses.fields(target.settings):
+                    flat[(section, g.name)] = getattr(target.settings, g.name)
+            else:
+                flat[(section, f.name)] = getattr(target, f.name)
+    return flat
+
+
+def changes(old: Config, new: Config) -> list[tuple[str, str, object, object]]:
+    """(section, key, old value, new value) for every key that differs."""
+    a, b = settings_of(old), settings_of(new)
+    return [(section, key, a[(section, key)], b[(section, key)]) for section, key in a if a[(section, key)] != b[(section, key)]]
+
+
+def apply_reloadable(running: Config, new: Config) -> Config:
+    """A copy of ``running`` with the RELOADABLE keys taken from ``new`` (what the box runs after SIGHUP)."""
+    merged = dataclasses.replace(running)
+    for section, keys in RELOADABLE.items():
+        if keys == "*":
+            setattr(merged, section, dataclasses.replace(getattr(new, section)))
+        else:
+            values = {k: getattr(getattr(new, section), k) for k in keys}
+            setattr(merged, section, dataclasses.replace(getattr(running, section), **values))
+    return merged
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
     """Read and validate a TOML file (None: defaults), then apply overrides {section: {key: value}}."""
     data: dict = {}
@@ -352,12 +392,17 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
                 data = tomllib.load(f)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     for section, values in (overrides or {}).items():
-        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+        values = {k: v for k, v in values.items() if v is not None}
+        if values and isinstance(data.setdefault(section, {}), dict):  # not a table: build_config says so
+            data[section].update(values)
+    engine = data.get("engine")
     try:
-        Mode.parse(data.get("engine", {}).get("mode", "call_response"))
+        Mode.parse(engine.get("mode", "call_response") if isinstance(engine, dict) else "call_response")
     except ConfigError as exc:
         raise ConfigError(f"{source}: [engine] mode: {exc}") from None
     return build_config(data, source)

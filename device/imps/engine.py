@@ -19,8 +19,18 @@ Modes (see modes.py):
 
 Timing: a generated event is due at the previous model event's due time
 plus its predicted dt (times time_scale), so time spent predicting comes out
-of the wait. Two events are kept queued: the next is computed while the
-current one waits.
+of the wait. That gap is kept in [MIN_DT, MAX_DT] (rows.py) whatever the model
+and the time scale say, so the model never plays faster than one event per
+millisecond and never waits longer than a minute. Two events are kept queued:
+the next is computed while the current one waits.
+
+Live settings (time scale, threshold, temperatures) are checked against their
+one range in ranges.py; an out-of-range value raises ConfigError in the
+caller's thread and changes nothing.
+
+Supervision: the loop pings the systemd watchdog only while ``healthy()``
+(the Box sets it to "every essential thread is alive"), so one dead thread
+anywhere stops the pings.
 """
 from __future__ import annotations
 
@@ -31,10 +41,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from . import ranges
 from .interaction_log import MODEL, PERFORMER
 from .modes import Mode
 from .osc_io import MODEL_VOICE, PERFORMER_VOICE, SILENCE
+from .rows import MAX_DT, MIN_DT
 from .scheduler import Scheduler
+from .threads import SupervisedThread
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +59,7 @@ IDLE_WAKE = 0.25     # the loop wakes at least this often (watchdog, thresholds)
 class Stats:
     performer_events: int = 0
     model_events: int = 0
-    dropped_inputs: int = 0       # inbox full
+    dropped_inputs: int = 0       # performer events lost: inbox full
     bad_inputs: int = 0           # NaN, wrong channel count
     yielded: int = 0              # model events dropped because the performer came back
     predict_seconds: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -81,7 +94,8 @@ class Engine:
         self._inbox: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self.scheduler = Scheduler(self._play, capacity=max(8, LOOKAHEAD * 4), on_played=self._wake, clock=clock)
-        self._thread = threading.Thread(target=self._run, name="imps-engine", daemon=True)
+        self.thread = SupervisedThread(self._run, "imps-engine")
+        self.healthy = lambda: True   # the watchdog is fed only while this says so (Box: every thread alive)
         ping = notifier.watchdog_interval() if notifier is not None else None
         self._idle_wake = min(IDLE_WAKE, ping) if ping else IDLE_WAKE  # wake often enough to feed the watchdog
         self._set_model(model)
@@ -116,6 +130,11 @@ class Engine:
         self.submit(lambda: self._set_paused(bool(paused)))
 
     def set_temperatures(self, pi: float | None = None, sigma: float | None = None) -> None:
+        if pi is not None:
+            pi = float(ranges.check("model", "pi_temperature", pi, "pi_temperature"))
+        if sigma is not None:
+            sigma = float(ranges.check("model", "sigma_temperature", sigma, "sigma_temperature"))
+
         def apply():
             if self.model is not None:
                 if pi is not None:
@@ -125,14 +144,12 @@ class Engine:
         self.submit(apply)
 
     def set_time_scale(self, scale: float) -> None:
-        if not scale > 0:
-            raise ValueError(f"time scale must be > 0, got {scale!r}")
-        self.submit(lambda: setattr(self, "time_scale", float(scale)))
+        scale = float(ranges.check("engine", "time_scale", scale, "time scale"))
+        self.submit(lambda: setattr(self, "time_scale", scale))
 
     def set_threshold(self, seconds: float) -> None:
-        if not seconds > 0:
-            raise ValueError(f"threshold must be > 0 seconds, got {seconds!r}")
-        self.submit(lambda: setattr(self, "response_threshold", float(seconds)))
+        seconds = float(ranges.check("engine", "response_threshold", seconds, "response threshold"))
+        self.submit(lambda: setattr(self, "response_threshold", seconds))
 
     def swap_model(self, model) -> None:
         """Take a new (already loaded and checked) model, e.g. after SIGHUP."""
@@ -144,18 +161,19 @@ class Engine:
 
     def start(self) -> "Engine":
         self.scheduler.start()
-        self._thread.start()
+        self.thread.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._wake()
-        self._thread.join(timeout)
+        if self.thread.ident is not None:   # started (a box that failed to start stops too)
+            self.thread.join(timeout)
         self.scheduler.stop(timeout)
         self._silence()
 
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self.thread.is_alive()
 
     # ------------------------------------------------------------ the loop
     def _wake(self) -> None:
@@ -172,7 +190,7 @@ class Engine:
             except queue.Empty:
                 kind = None
             if self.notifier is not None:
-                self.notifier.watchdog()
+                self.notifier.watchdog(healthy=self.healthy)
             try:
                 if kind == "performer":
                     self._on_performer(*payload)
@@ -226,7 +244,7 @@ class Engine:
         self.model.step(row)
         if self._mode is Mode.LAYERED and not self.paused:
             companion = self.model.sample()
-            self.scheduler.schedule(when + companion[0] * self.time_scale, companion[1:])
+            self.scheduler.schedule(when + self._gap(companion[0]), companion[1:])
         self.stats.predict_seconds.append(time.perf_counter() - started)
 
     def _generating(self) -> bool:
@@ -248,12 +266,17 @@ class Engine:
             row = model.sample()
             now = self.clock()
             base = self._model_clock if self._model_clock is not None and self._model_clock > now - 0.05 else now
-            due = base + row[0] * self.time_scale
+            due = base + self._gap(row[0])
             if not scheduler.schedule(due, row[1:]):
                 return
             self._model_clock = due
             model.step(row)  # the model hears itself, so the next event continues the phrase
             self.stats.predict_seconds.append(time.perf_counter() - started)
+
+    def _gap(self, dt: float) -> float:
+        """Seconds from one model event to the next: dt times the time scale, in [MIN_DT, MAX_DT]."""
+        gap = dt * self.time_scale
+        return MIN_DT if not gap >= MIN_DT else (MAX_DT if gap > MAX_DT else gap)
 
     def _play(self, controls) -> None:
         """Called by the scheduler thread at the event's due time."""
@@ -324,7 +347,8 @@ class Engine:
             "performer_events": s.performer_events,
             "model_events": s.model_events,
             "predict_us": times[len(times) // 2] * 1e6 if times else None,
-            "dropped": s.dropped_inputs + self.scheduler.dropped_full,
+            "lost_inputs": s.dropped_inputs,                   # performer events the box could not take
+            "dropped_notes": self.scheduler.dropped_full,       # model notes discarded (schedule full)
             "bad_inputs": s.bad_inputs,
             "yielded": s.yielded,
             "error": self.error,

@@ -36,3 +36,11 @@ class SerialFrameError(ImpsError, ValueError):
 
 class DeviceError(ImpsError, OSError):
     """A piece of hardware (sensor board, GPIO) that is missing or failing."""
+
+
+class OscError(ImpsError, ValueError):
+    """An OSC packet that breaks the encoding: truncated, unpadded, an unknown type tag."""
+
+
+class NetworkError(ImpsError, OSError):
+    """A socket the box cannot open: a port in use, an address not on this machine."""

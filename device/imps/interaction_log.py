@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LogFormatError
+from .threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,7 @@ class LogWriter:
             self._file = open(self.path, "a", encoding="utf-8")
         except OSError as exc:
             self._fail(exc)
-        self._thread = threading.Thread(target=self._run, name="imps-log", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "imps-log")
 
     def write(self, source: str, controls, timestamp: _dt.datetime | None = None) -> None:
         """Queue one event; ``controls`` are the n control values (no dt)."""
@@ -106,6 +106,11 @@ class LogWriter:
             except OSError as exc:
                 self._fail(exc)
             self._file = None
+
+    @property
+    def thread(self):
+        """The writer thread (the box's supervisor watches it)."""
+        return self._thread
 
     def __enter__(self):
         return self

@@ -149,12 +149,17 @@ class Notifier:
         """STATUS=, the line `systemctl status imps` shows."""
         return self.notify(f"STATUS={_one_line(text)}")
 
-    def watchdog(self, force: bool = False) -> bool:
-        """WATCHDOG=1, at most once per ``watchdog_interval()`` unless forced."""
+    def watchdog(self, force: bool = False, healthy: Callable[[], bool] | None = None) -> bool:
+        """WATCHDOG=1, at most once per ``watchdog_interval()`` unless forced.
+
+        ``healthy`` is asked only when a ping is due; False withholds it (a dead thread).
+        """
         if self._interval is None and not force:
             return False
         now = time.monotonic()
         if not force and now - self._last_ping < self._interval:
+            return False
+        if healthy is not None and not healthy():
             return False
         self._last_ping = now
         return self.notify("WATCHDOG=1")

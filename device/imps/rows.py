@@ -10,6 +10,9 @@ import numpy as np
 
 #: Shortest time between two events the box will ever schedule (seconds).
 MIN_DT = 0.001
+#: Longest time between two events the box will ever schedule (seconds): a sampled dt, or a
+#: dt times the time scale, beyond it is shortened to it (a model or a setting can ask for inf).
+MAX_DT = 60.0
 #: Controls live in this closed range.
 CONTROL_MIN, CONTROL_MAX = 0.0, 1.0
 #: Default cap on a pause: longer gaps are shortened to this when building datasets.

@@ -2,8 +2,10 @@
 
 The mixture component is chosen from softmax(logits / pi_temperature); the
 row is then drawn from that component's diagonal Gaussian with variance
-sigma^2 * sigma_temperature (the published MDRNN convention). dt is at least
-1 ms and controls are clipped to [0, 1] (the row convention in rows.py).
+sigma^2 * sigma_temperature (the published MDRNN convention). dt is kept in
+[MIN_DT, MAX_DT] (1 ms to 60 s; NaN and inf included) and controls are clipped
+to [0, 1] (the row convention in rows.py), whatever the model or the
+temperatures produce.
 
 Why plain Python: for K*D up to a few hundred, list arithmetic beats numpy's
 per-call overhead several times over. Random numbers come from a seeded numpy
@@ -15,7 +17,7 @@ import math
 
 import numpy as np
 
-from .rows import CONTROL_MAX, CONTROL_MIN, MIN_DT
+from .rows import CONTROL_MAX, CONTROL_MIN, MAX_DT, MIN_DT
 
 BLOCK = 4096
 
@@ -99,4 +101,6 @@ class Sampler:
         row[1:] = [CONTROL_MIN if not v >= CONTROL_MIN else (CONTROL_MAX if v > CONTROL_MAX else v) for v in row[1:]]
         if not dt >= MIN_DT:  # also catches NaN
             row[0] = MIN_DT
+        elif dt > MAX_DT:  # also catches inf
+            row[0] = MAX_DT
         return row

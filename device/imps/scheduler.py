@@ -6,17 +6,29 @@ event leaves within a fraction of a millisecond of its due time without
 burning a core between events. The heap is bounded: when full, new events
 are dropped and counted. ``clear()`` drops everything queued at once (when
 the performer takes over, or the mode changes).
+
+Nothing a caller passes can stop the thread: a due time that is not finite is
+refused and counted, a sleep never exceeds MAX_SLEEP (so no wait overflows,
+and a far-off event is looked at again), and an event whose ``play`` raises
+is counted and logged (rate-limited), and the next one plays.
 """
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
+import math
 import threading
 import time
 from collections import deque
 from typing import Callable
 
-SPIN = 0.002  # seconds before the due time when sleeping gives way to spinning
+from .threads import SupervisedThread
+
+log = logging.getLogger(__name__)
+
+SPIN = 0.002       # seconds before the due time when sleeping gives way to spinning
+MAX_SLEEP = 0.5    # longest single sleep: the heap is looked at again at least this often
 
 
 class Scheduler:
@@ -30,25 +42,31 @@ class Scheduler:
         self.played = 0
         self.dropped_full = 0
         self.dropped_cleared = 0
+        self.refused = 0          # due times that were not finite numbers
+        self.play_errors = 0      # events whose play() raised
         self._heap: list = []
         self._order = itertools.count()
         self._generation = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="imps-scheduler", daemon=True)
+        self.thread = SupervisedThread(self._run, "imps-scheduler")
 
     def start(self) -> "Scheduler":
-        self._thread.start()
+        self.thread.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         with self._cond:
             self._cond.notify()
-        self._thread.join(timeout)
+        if self.thread.ident is not None:
+            self.thread.join(timeout)
 
     def schedule(self, due: float, event) -> bool:
-        """Queue ``event`` to be played at monotonic time ``due``; False if the queue is full."""
+        """Queue ``event`` to be played at monotonic time ``due``; False if full or ``due`` is not finite."""
+        if not (isinstance(due, (int, float)) and math.isfinite(due)):
+            self.refused += 1
+            return False
         with self._cond:
             if len(self._heap) >= self.capacity:
                 self.dropped_full += 1
@@ -85,7 +103,7 @@ class Scheduler:
                 due = self._heap[0][0]
                 wait = due - clock()
                 if wait > SPIN:
-                    self._cond.wait(wait - SPIN)
+                    self._cond.wait(min(wait - SPIN, MAX_SLEEP))
                     continue  # the heap may have changed while we slept
                 due, _, generation, event = heapq.heappop(self._heap)
             while clock() < due:  # the last moments: spin (releases the GIL between checks)
@@ -93,7 +111,13 @@ class Scheduler:
             if generation != self._generation:  # cleared while we spun
                 continue
             late = clock() - due
-            self.play(event)
+            try:
+                self.play(event)
+            except Exception:  # one bad event must not end the schedule
+                self.play_errors += 1
+                if self.play_errors == 1 or self.play_errors % 1000 == 0:
+                    log.exception("scheduler: playing an event failed (%d so far); playing on", self.play_errors)
+                continue
             self.lateness.append(late)
             self.played += 1
             if self.on_played:

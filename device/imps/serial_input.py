@@ -38,7 +38,7 @@ from .inputs import Emit
 from .serial_frames import (
     BoardInfo, Decoder, FrameType, LineDecoder, actuator_frame, hello_frame,
 )
-from .threads import join_or_complain
+from .threads import join_or_complain, start_thread
 
 log = logging.getLogger("imps.serial")
 
@@ -156,8 +156,7 @@ class SerialInput:
             raise RuntimeError("SerialInput already started")
         self._emit = emit
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="imps-serial-reader", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "imps-serial-reader")
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -174,6 +173,11 @@ class SerialInput:
         if self._lines is not None:
             st.update(self._lines.counts())
         return st
+
+    @property
+    def thread(self):
+        """The reader thread while started (the box's supervisor watches it)."""
+        return self._thread
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)

@@ -1,0 +1,332 @@
+"""The control surface under hostile input: OSC control and interface ports, ranges, the scheduler.
+
+Every test here reproduces a fault found against a running box (issue #10): on the
+code before the fix each one fails (a listener thread dies, a scheduler overflows,
+a made-up 0.0 is played); now each is refused, counted and shown, and the box
+keeps answering. Real UDP on 127.0.0.1, the bundled model, no fakes.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from imps.app import Box
+from imps.config import load_config
+from imps.errors import ConfigError
+from imps.modes import Mode
+from imps.osc_io import decode, encode_floats
+from imps.rows import MAX_DT, MIN_DT
+from imps.sampling import Sampler
+from imps.scheduler import Scheduler
+from osc_listener import send
+
+
+def wait_for(condition, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def raw(port: int, data: bytes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(data, ("127.0.0.1", port))
+
+
+def osc(address: str, tags: str = ",", payload: bytes = b"") -> bytes:
+    def pad(b):
+        return b + b"\0" * (4 - len(b) % 4)
+    return pad(address.encode()) + pad(tags.encode()) + payload
+
+
+@pytest.fixture
+def box(tmp_path, sound):
+    boxes = []
+
+    def make(mode="user", **sections):
+        overrides = {"model": {"seed": 1}, "engine": {"mode": mode},
+                     "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound.port},
+                     "log": {"directory": str(tmp_path / "logs")}}
+        for section, values in sections.items():
+            overrides.setdefault(section, {}).update(values)
+        b = Box(load_config(None, overrides)).start()
+        boxes.append(b)
+        return b
+    yield make
+    for b in boxes:
+        b.stop()
+
+
+def control(b):
+    return b.receivers[1]
+
+
+# ---------------------------------------------------------------- item 1
+@pytest.mark.parametrize("address", ["/mode", "/pi_temperature", "/sigma_temperature", "/time_scale",
+                                     "/threshold"])
+def test_a_control_message_without_arguments_never_kills_the_listener(box, address):
+    b = box()
+    port = control(b).port
+    raw(port, osc(address))                         # the repro: `printf '/mode\0\0\0,\0\0\0' | socat ...`
+    send(port, address, "no", "such", 1.0)          # wrong count and types too
+    wait_for(lambda: control(b).errors["bad arguments"] == 2, what="two bad arguments counted")
+    assert control(b).thread.is_alive()
+    send(port, "/mode", "duet")                     # the listener still works
+    wait_for(lambda: b.engine.mode is Mode.DUET, what="/mode duet applied after the bad ones")
+    assert "osc control bad args 2" in b.status_line()
+    assert b.supervisor.healthy()
+
+
+def test_a_full_engine_inbox_is_counted_as_busy_and_the_listener_lives(box):
+    b = box(engine={"queue_size": 2})
+    busy, release = threading.Event(), threading.Event()
+    b.engine.submit(lambda: (busy.set(), release.wait(20)))   # the prediction loop is busy...
+    assert busy.wait(10)
+    for _ in range(10):
+        b.engine.performer_event([0.5, 0.5, 0.5])   # ...and its inbox is full
+    port = control(b).port
+    send(port, "/reset")                            # engine.submit raises queue.Full after its timeout
+    wait_for(lambda: control(b).errors["busy"] == 1, timeout=15, what="the busy control message counted")
+    release.set()
+    assert control(b).thread.is_alive()
+    send(port, "/mode", "layered")
+    wait_for(lambda: b.engine.mode is Mode.LAYERED, what="/mode applied once the engine has room")
+    assert "busy 1" in b.status_line()
+
+
+def test_a_handler_bug_is_counted_with_its_traceback_and_the_listener_lives(box, caplog):
+    b = box()
+    receiver = control(b)
+    receiver.dispatcher.map("/bug", lambda args: {}["no such key"])
+    send(receiver.port, "/bug", 1.0)
+    send(receiver.port, "/bug", 2.0)
+    wait_for(lambda: receiver.errors["handler error"] == 2, what="handler errors counted")
+    assert receiver.thread.is_alive()
+    assert sum("KeyError" in (r.exc_text or "") for r in caplog.records) == 1   # once, with the traceback
+
+
+def test_the_interface_listener_survives_every_wrong_argument(box, sound):
+    b = box()
+    port = b.receivers[0].port
+    for data in (osc("/interface"), osc("/interface", ",s", b"abc\0"), osc("/interface", ",T"),
+                 encode_floats("/interface", [math.inf, 0.5, 0.5]), encode_floats("/interface", [0.5] * 9)):
+        raw(port, data)
+    wait_for(lambda: b.receivers[0].errors["bad arguments"] == 5, what="five bad /interface counted")
+    send(port, "/interface", 0.25, 0.5, 0.75)
+    got = sound.wait_for("/performer", 1)
+    assert got[0][1] == pytest.approx([0.25, 0.5, 0.75])
+    assert b.engine.stats.bad_inputs == 0          # refused at the door, never reached the engine
+
+
+# ---------------------------------------------------------------- item 2 and 3: ranges
+@pytest.mark.parametrize("address, value", [("/time_scale", math.inf), ("/time_scale", 1e12),
+                                            ("/time_scale", 1e-300), ("/sigma_temperature", math.inf),
+                                            ("/pi_temperature", 0.0), ("/threshold", math.nan),
+                                            ("/threshold", 1e9)])
+def test_control_values_out_of_range_are_refused_with_the_range(box, address, value, caplog):
+    b = box("duet")
+    send(control(b).port, address, value)
+    wait_for(lambda: control(b).errors["bad arguments"] == 1, what="refused")
+    assert "out of range, expected" in caplog.text
+    assert b.engine.time_scale == 1.0 and b.engine.response_threshold == 1.0
+    before = b.engine.stats.model_events
+    wait_for(lambda: b.engine.stats.model_events > before + 3, what="the model still playing")
+    assert b.engine.scheduler.thread.is_alive()
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[engine]\ntime_scale = inf\n", "[engine] time_scale = inf: out of range, expected 0.01 to 100"),
+    ("[engine]\ntime_scale = 1e12\n", "[engine] time_scale = 1000000000000.0: out of range"),
+    ("[engine]\ntime_scale = 1e-300\n", "[engine] time_scale = 1e-300: out of range"),
+    ("[model]\nsigma_temperature = inf\n", "[model] sigma_temperature = inf: out of range"),
+    ("[model]\npi_temperature = nan\n", "[model] pi_temperature = nan: out of range"),
+    ("[status]\ninterval = inf\n", "[status] interval = inf: out of range, expected 0.05 to 60 s"),
+    ("[status]\ninterval = 1e12\n", "[status] interval = 1000000000000.0: out of range"),
+    ("[model]\nseed = -1\n", "[model] seed = -1: out of range"),
+    ("[engine]\nmax_dt = 1e308\n", "[engine] max_dt = 1e+308: out of range"),
+    ("[osc]\nreceive_buffer = 1\n", "[osc] receive_buffer = 1: out of range, expected a whole number 4096"),
+    ("[serial]\nretry_interval = inf\n", "[serial] retry_interval = inf: out of range"),
+    ("[panel]\npoll_interval = 0.0\n", "[panel] poll_interval = 0.0: out of range"),
+    ("[pads]\ndebounce = 1e9\n", "[pads] debounce = 1000000000.0: out of range"),
+    ("[osc]\ncontrol_host = \"box.local\"\n", "[osc] control_host = 'box.local': expected an IPv4 address"),
+])
+def test_config_numbers_out_of_range_name_key_value_and_range(tmp_path, text, fragment):
+    path = tmp_path / "box.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert fragment in str(err.value)
+
+
+def test_every_number_in_the_config_has_a_finite_range():
+    """A new numeric key (a new section too) must add its range to ranges.RANGES."""
+    import typing
+
+    from imps.config import SECTIONS, Config, _section_types
+    from imps.ranges import RANGES
+
+    def numeric(t):
+        args = typing.get_args(t)
+        return t in (int, float) or any(numeric(a) for a in args)
+    missing = [f"[{section}] {key}" for section in SECTIONS
+               for key, t in _section_types(type(getattr(Config(), section))).items()
+               if numeric(t) and (section, key) not in RANGES]
+    assert missing == [], f"numbers without a range in ranges.RANGES: {missing}"
+    for r in RANGES.values():
+        assert math.isfinite(r.lo) and math.isfinite(r.hi) and r.lo <= r.hi
+
+
+def test_the_example_config_documents_every_range():
+    import re
+
+    from imps.config import PACKAGE_DIR
+    from imps.ranges import RANGES
+    lines, section = {}, None
+    for line in (PACKAGE_DIR / "box.example.toml").read_text().splitlines():
+        header = re.match(r"\[(\w+)\]", line)
+        key = re.match(r"#? ?(\w+) =", line)
+        if header:
+            section = header.group(1)
+        elif key:
+            lines.setdefault((section, key.group(1)), line)
+    for (section, key), r in RANGES.items():
+        line = lines.get((section, key))
+        assert line is not None, f"[{section}] {key} not in box.example.toml"
+        shown = f"{_n(r.lo)}..{_n(r.hi)}"
+        assert shown in line, f"[{section}] {key}: range {shown} not on its line: {line!r}"
+
+
+def _n(x):
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def test_a_model_sidecar_recommending_an_absurd_temperature_is_refused(tmp_path):
+    import json
+    import shutil
+
+    from imps.app import load_model
+    from imps.config import DEFAULT_MODEL
+    from imps.errors import ModelError
+    model = tmp_path / "m.tflite"
+    shutil.copy(DEFAULT_MODEL, model)
+    sidecar = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    sidecar["sigma_temperature"] = 1e30
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    with pytest.raises(ModelError, match="sigma_temperature = 1e\\+30: out of range"):
+        load_model(load_config(None, {"model": {"path": str(model)}}))
+
+
+def test_sampled_dt_is_clamped_from_above_too():
+    def params(mu_dt):
+        return np.array([mu_dt, 0.5, 0.5] + [0.1, 0.1, 0.1] + [0.0], dtype=np.float64)
+    s = Sampler(3, 1, input_scale=1.0, sigma_temperature=0.0, seed=1)
+    assert s.sample(params(1e30))[0] == MAX_DT
+    assert s.sample(params(math.inf))[0] == MAX_DT
+    assert s.sample(params(30.0))[0] == 30.0
+    s.sigma_temperature = 1e300   # a spread that overflows: still a finite dt
+    rows = [s.sample(params(0.5)) for _ in range(200)]
+    assert all(MIN_DT <= r[0] <= MAX_DT for r in rows)
+
+
+def test_the_scheduler_refuses_non_finite_times_and_lives_on():
+    played = []
+    sched = Scheduler(played.append, capacity=8).start()
+    try:
+        assert not sched.schedule(math.inf, "inf")
+        assert not sched.schedule(math.nan, "nan")
+        assert sched.schedule(time.monotonic() + 1e12, "far away")   # finite: queued, slept on in short naps
+        assert sched.schedule(time.monotonic() + 0.01, "soon")
+        wait_for(lambda: played == ["soon"], what="the next event played")
+        assert sched.thread.is_alive() and sched.refused == 2
+    finally:
+        sched.stop()
+
+
+def test_a_failing_play_is_counted_and_the_next_event_plays():
+    played = []
+
+    def play(event):
+        if event == "bad":
+            raise RuntimeError("sound card gone")
+        played.append(event)
+    sched = Scheduler(play, capacity=8).start()
+    try:
+        now = time.monotonic()
+        sched.schedule(now + 0.01, "bad")
+        sched.schedule(now + 0.02, "good")
+        wait_for(lambda: played == ["good"], what="the event after the failing one")
+        assert sched.play_errors == 1 and sched.thread.is_alive()
+    finally:
+        sched.stop()
+
+
+def test_the_minimum_gap_between_model_events_holds_whatever_the_time_scale(box):
+    b = box("user")
+    e = b.engine
+    dues = []
+    original = e.scheduler.schedule
+
+    def recording(due, event):
+        dues.append(due)
+        return original(due, event)
+    e.submit(lambda: setattr(e.scheduler, "schedule", recording))
+    e.submit(lambda: setattr(e, "time_scale", 1e-300))  # below the range: as if a bug let it in
+    e.set_mode("duet")
+    wait_for(lambda: len(dues) > 200, what="200 model events scheduled")
+    e.set_paused(True)
+    gaps = np.diff(dues[:200])
+    assert gaps.min() >= MIN_DT - 1e-9, f"model events {gaps.min() * 1e6:.1f} us apart"
+
+
+# ---------------------------------------------------------------- item 8: strict decoding
+TWO_OF_THREE = osc("/interface", ",fff", struct.pack(">ff", 0.25, 0.5))   # tags promise 3 floats, 2 sent
+
+
+@pytest.mark.parametrize("data, why", [
+    (TWO_OF_THREE, "promise more arguments"),
+    (osc("/interface", ",fff", struct.pack(">fff", 0.1, 0.2, 0.3)) + b"\0\0\0\0", "after the arguments"),
+    (osc("/mode", ",s", b"duet"), "no terminating NUL"),
+    (osc("/mode", ",s", b"du\0t"), "padding is not NUL"),
+    (osc("/x", ",q", b"\0\0\0\1"), "unsupported type tag"),
+    (b"/mode\0\0", "not a multiple of 4"),
+    (b"", "empty"),
+    (b"#bundle\0" + b"\0" * 8 + struct.pack(">i", 64) + TWO_OF_THREE, "does not fit"),
+    (b"#bundle\0" + b"\0" * 8 + struct.pack(">i", len(TWO_OF_THREE)) + TWO_OF_THREE, "promise more arguments"),
+    (osc("/x", ",b", struct.pack(">i", 100) + b"abcd"), "does not fit"),
+    (osc("interface", ",f", struct.pack(">f", 1)), "does not start with /"),
+])
+def test_decode_rejects_every_malformed_packet(data, why):
+    from imps.errors import OscError
+    with pytest.raises(OscError, match=why):
+        decode(data)
+
+
+def test_decode_reads_what_controllers_send():
+    assert decode(encode_floats("/interface", [0.25, 0.5, 0.75])) == [("/interface", [0.25, 0.5, 0.75])]
+    assert decode(osc("/mode", ",s", b"duet\0\0\0\0")) == [("/mode", ["duet"])]
+    assert decode(osc("/pause", ",iT", struct.pack(">i", 1))) == [("/pause", [1, True])]
+    assert decode(b"/reset\0\0") == [("/reset", [])]                     # no type tags at all
+    inner = encode_floats("/a", [1.0])
+    bundle = b"#bundle\0" + b"\0" * 8 + struct.pack(">i", len(inner)) + inner
+    assert decode(bundle) == [("/a", [1.0])]
+    assert decode(osc("/d", ",dh", struct.pack(">dq", 0.5, -3))) == [("/d", [0.5, -3])]
+
+
+def test_a_truncated_message_is_counted_and_never_played(box, sound):
+    b = box()
+    port = b.receivers[0].port
+    raw(port, TWO_OF_THREE)
+    wait_for(lambda: b.receivers[0].errors["malformed"] == 1, what="the truncated message counted")
+    send(port, "/interface", 0.75, 0.5, 0.25)
+    got = sound.wait_for("/performer", 1)
+    assert [args for _, args in got] == [pytest.approx([0.75, 0.5, 0.25])]   # only the whole one
+    assert "osc interface malformed 1" in b.status_line()
