@@ -181,8 +181,8 @@ class SoundOut:
             self.sock.connect(self.address)
         except OSError as exc:
             self.sock.close()
-            raise NetworkError(exc.errno, f"cannot reach the sound engine at {host}:{port}: "
-                                          f"{exc.strerror or exc} (check [osc] sound_host)") from None
+            raise _network_error(exc, f"cannot reach the sound engine at {host}:{port}: "
+                                      f"{exc.strerror or exc} (check [osc] sound_host)") from None
 
     def send(self, address: str, values=()) -> None:
         try:
@@ -195,6 +195,12 @@ class SoundOut:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _network_error(exc: OSError, message: str) -> NetworkError:
+    error = NetworkError(message)       # one argument: str() is the message alone, no "[Errno 98]"
+    error.errno = exc.errno
+    return error
 
 
 def udp_drops(sock: socket.socket) -> int | None:
@@ -240,8 +246,8 @@ class OscReceiver:
             self.sock.bind((host, port))
         except OSError as exc:
             self.sock.close()
-            raise NetworkError(exc.errno, f"cannot listen for OSC {name} on {host}:{port}: {exc.strerror or exc} "
-                                          "(another box running? change the port in the config)") from None
+            raise _network_error(exc, f"cannot listen for OSC {name} on {host}:{port}: {exc.strerror or exc} "
+                                      f"(another box running? change [osc] {name}_port in the config)") from None
         self.receive_buffer = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         if receive_buffer and self.receive_buffer < receive_buffer:
             log.info("OSC %s: receive buffer %d KiB, asked for %d KiB (the kernel caps it at "

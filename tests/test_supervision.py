@@ -1,0 +1,203 @@
+"""Supervision and the box's lifecycle under bad configuration (issue #10, items 6 and 7).
+
+A dead thread anywhere stops the watchdog pings and is named in the status line;
+a bad config file is one line and exit code 2 at start, and "reload refused" on
+SIGHUP with the running configuration playing on; settings that need a restart
+are named, and the box reports what really runs. Real notify socket, real
+signals, real UDP, the bundled model.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from imps.app import Box, _status_loop
+from imps.config import load_config
+from imps.notify import Notifier
+from notify_socket import NotifySocket
+from osc_listener import send
+
+
+def wait_for(condition, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def overrides(tmp_path, sound, **sections):
+    o = {"model": {"seed": 1}, "engine": {"mode": "duet"},
+         "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound.port},
+         "log": {"directory": str(tmp_path / "logs")}}
+    for section, values in sections.items():
+        o.setdefault(section, {}).update(values)
+    return o
+
+
+def thread_of(part):
+    return getattr(part, "thread", None) or part._thread
+
+
+def kill_control_receiver(box):
+    box.receivers[1].sock.close()           # its recv() now raises: an uncaught OSError in the thread
+    return thread_of(box.receivers[1])
+
+
+def kill_log_writer(box):
+    box.logwriter._queue.put(("not", "a", "log line", "at all"))   # format_line(*item) raises TypeError
+    return thread_of(box.logwriter)
+
+
+def kill_scheduler(box):
+    s = box.engine.scheduler
+    with s._cond:
+        s._heap.append("not an event")     # the next look at the heap raises
+        s._cond.notify()
+    return thread_of(s)
+
+
+@pytest.mark.parametrize("kill, label", [(kill_control_receiver, "OSC control receiver (imps-control): OSError"),
+                                         (kill_log_writer, "log writer (imps-log): TypeError"),
+                                         (kill_scheduler, "scheduler (imps-scheduler): ")])
+def test_a_dead_thread_stops_the_watchdog_and_says_which_and_why(tmp_path, sound, kill, label):
+    with NotifySocket(watchdog_usec=200_000) as sd:   # a ping every 0.1 s while healthy
+        box = Box(load_config(None, overrides(tmp_path, sound)), Notifier(env=sd.env(os.environ))).start()
+        try:
+            sd.wait_for("WATCHDOG", count=3, timeout=10)
+            thread = kill(box)
+            wait_for(lambda: not thread.is_alive(), what="the thread to die")
+            died = time.monotonic()
+            time.sleep(1.0)   # ten ping periods
+            late = [t for t in sd.times("WATCHDOG") if t > died + 0.05]
+            assert late == [], f"{len(late)} watchdog pings after a thread died"
+            assert any(label in d for d in box.supervisor.dead()), box.supervisor.dead()
+            assert box.status_line().startswith("THREAD DIED ")
+            stop = threading.Event()
+            args = SimpleNamespace(duration=None)
+            assert _status_loop(box, args, stop, threading.Event(), live=False) == 1   # imps run exits 1
+        finally:
+            box.stop()
+
+
+def test_the_serial_reader_is_supervised_too(tmp_path, sound):
+    box = Box(load_config(None, overrides(tmp_path, sound, serial={"enabled": True, "port": "loop://"})))
+
+    def broken_opener(*args, **kwargs):
+        raise RuntimeError("driver bug")
+    box.start()
+    try:
+        wait_for(lambda: box.serial.thread is not None, what="the serial reader")
+        assert "serial reader" in box.supervisor.labels()
+        box.serial.stop()
+        box.serial._opener = broken_opener    # a bug below the reader: not an OSError or SerialException
+        box.serial.start(box.engine.performer_event)
+        wait_for(lambda: box.supervisor.dead(), what="the dead serial reader")
+        assert "serial reader (imps-serial-reader): RuntimeError: driver bug" in box.supervisor.dead()[0]
+    finally:
+        box.stop()
+
+
+# ---------------------------------------------------------------- item 6: at start
+def write_bad(tmp_path, kind) -> str:
+    path = tmp_path / "box.toml"
+    if kind == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "seed -1":
+        path.write_text("[model]\nseed = -1\n")
+    elif kind == "host name":
+        path.write_text('[osc]\ncontrol_host = "my-box.local"\n')
+    elif kind == "host not here":
+        path.write_text('[osc]\ninterface_host = "192.0.2.1"\ninterface_port = 0\ncontrol_port = 0\n')
+    elif kind == "infinite time scale":
+        path.write_text("[engine]\ntime_scale = inf\n")
+    return str(path)
+
+
+BAD_KINDS = ["binary", "directory", "seed -1", "host name", "host not here", "infinite time scale"]
+RELOAD_REFUSED = [k for k in BAD_KINDS if k != "host not here"]   # that one needs a restart: named, not refused
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS + ["port in use"])
+def test_a_bad_config_at_start_is_one_line_and_exit_code_2(tmp_path, device_python, kind):
+    busy = None
+    if kind == "port in use":
+        busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        busy.bind(("127.0.0.1", 0))
+        path = tmp_path / "box.toml"
+        path.write_text(f"[osc]\ninterface_port = 0\ncontrol_port = {busy.getsockname()[1]}\n[log]\nenabled = false\n")
+        path = str(path)
+    else:
+        path = write_bad(tmp_path, kind)
+    try:
+        proc = subprocess.run([device_python, "-m", "imps", "run", "--config", path, "-q", "--duration", "5"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        if busy is not None:
+            busy.close()
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("imps: error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert "[Errno" not in errors[0]
+
+
+# ---------------------------------------------------------------- items 6 and 7: on SIGHUP
+def test_sighup_refuses_bad_configs_and_applies_only_what_it_can(tmp_path, device_python, sound):
+    config = tmp_path / "box.toml"
+    control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    control.bind(("127.0.0.1", 0))
+    control_port = control.getsockname()[1]
+    control.close()   # free again: the box takes it
+    good = (f'[model]\nseed = 1\n[engine]\nmode = "duet"\n'
+            f'[osc]\ninterface_port = 0\ncontrol_port = {control_port}\nsound_port = {sound.port}\n'
+            f'[log]\ndirectory = "{tmp_path / "logs"}"\n[status]\ninterval = 0.1\n')
+    config.write_text(good)
+    with NotifySocket(watchdog_usec=1_000_000) as sd:
+        proc = subprocess.Popen([device_python, "-m", "imps", "run", "--config", str(config), "-q"],
+                                env=sd.env(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            sd.wait_for("READY", timeout=60)
+            sound.wait_for("/model", 3, timeout=20)
+            readies = 1
+            for kind in RELOAD_REFUSED:
+                if config.is_dir():
+                    config.rmdir()
+                elif config.exists():
+                    config.unlink()
+                write_bad(tmp_path, kind)
+                proc.send_signal(signal.SIGHUP)
+                readies += 1
+                sd.wait_for("READY", count=readies, timeout=30)
+                assert proc.poll() is None, f"the box exited on a reload of a {kind} config"
+            config.rmdir() if config.is_dir() else config.unlink()
+            since = time.monotonic()
+            sound.wait_for("/model", 3, timeout=20, since=since)    # still playing
+            # A good file that changes a live setting and a restart-only one.
+            config.write_text(good.replace('mode = "duet"', 'mode = "user"')
+                              .replace(f"control_port = {control_port}", f"control_port = {control_port + 1}"))
+            proc.send_signal(signal.SIGHUP)
+            readies += 1
+            sd.wait_for("READY", count=readies, timeout=30)
+            wait_for(lambda: "mode user" in (sd.last("STATUS") or ""), what="the new mode in the status line")
+            assert "restart to apply [osc] control_port" in sd.last("STATUS")
+            send(control_port, "/mode", "layered")              # the running port is still the old one
+            wait_for(lambda: "mode layered" in (sd.last("STATUS") or ""), what="/mode on the running port")
+            sd.wait_for("WATCHDOG", count=2, timeout=10)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.count("reload refused") == len(RELOAD_REFUSED), err
+    assert "Traceback" not in err
+    assert f"[osc] control_port {control_port} -> {control_port + 1} needs a restart" in err
