@@ -330,3 +330,113 @@ def test_a_truncated_message_is_counted_and_never_played(box, sound):
     got = sound.wait_for("/performer", 1)
     assert [args for _, args in got] == [pytest.approx([0.75, 0.5, 0.25])]   # only the whole one
     assert "osc interface malformed 1" in b.status_line()
+
+
+# ---------------------------------------------------------------- item 9: shown by kind, journal rate-limited
+def test_a_flood_of_bad_osc_is_shown_by_kind_and_barely_reaches_the_journal(tmp_path, device_python, sound):
+    import os
+    import re
+    import signal
+    import subprocess
+
+    from notify_socket import NotifySocket
+    config = tmp_path / "box.toml"
+    port = free_port()
+    config.write_text(f'[engine]\nmode = "user"\n[osc]\ninterface_port = {port}\ncontrol_port = 0\n'
+                      f'sound_port = {sound.port}\n[log]\nenabled = false\n[status]\ninterval = 0.1\n')
+    bad_bundle = b"#bundle\0" + b"\0" * 8 + struct.pack(">i", 8) + b"garbage!"   # python-osc warned per element
+    kinds = {"malformed": bad_bundle, "unknown": osc("/nowhere"), "bad args": osc("/interface", ",s", b"x\0\0\0")}
+    with NotifySocket() as sd:
+        proc = subprocess.Popen([device_python, "-m", "imps", "run", "--config", str(config), "-v"],
+                                env=sd.env(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            sd.wait_for("READY", timeout=60)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for i in range(3000):
+                    for data in kinds.values():
+                        s.sendto(data, ("127.0.0.1", port))
+                    if i % 50 == 0:
+                        time.sleep(0.005)   # paced: this test is about the journal, not the kernel buffer
+
+            def shown():
+                status = sd.last("STATUS") or ""
+                got = {k: int(m.group(1)) for k in kinds
+                       if (m := re.search(rf"osc interface [^|]*?\b{k} (\d+)", status))}
+                lost = re.search(r"lost (\d+)", status)
+                return status, got, int(lost.group(1)) if lost else 0
+            wait_for(lambda: sum(shown()[1].values()) + shown()[2] >= 9000 and len(shown()[1]) == 3, timeout=60,
+                     what=f"the status line to count all 9000 bad packets by kind: {shown()[0]!r}")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+    osc_lines = [line for line in err.splitlines() if "OSC" in line or "pythonosc" in line or "parse" in line]
+    assert len(osc_lines) <= 10, "\n".join(osc_lines[:20])
+    assert len(err.splitlines()) < 40
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- item 10: lost input apart from dropped notes
+def test_discarded_model_notes_are_not_counted_as_lost_input(box):
+    b = box("layered")
+    port = b.receivers[0].port
+    for i in range(600):                       # far more companions than the schedule holds
+        send(port, "/interface", (i % 10) / 10, 0.5, 0.5)
+        if i % 20 == 0:
+            time.sleep(0.01)
+    wait_for(lambda: b.engine.stats.performer_events + b.engine.status()["lost_inputs"] >= 600
+             or b.receivers[0].kernel_drops(), timeout=30, what="the events handled")
+    s = b.engine.status()
+    assert s["dropped_notes"] > 0
+    line = b.status_line()
+    assert f"notes dropped {s['dropped_notes']}" in line
+    lost = s["lost_inputs"] + (b.receivers[0].kernel_drops() or 0)
+    assert f"lost {lost}" in line
+    assert lost < s["dropped_notes"], "model notes must not be counted as lost performer input"
+
+
+# ---------------------------------------------------------------- item 11: the kernel's drops, a deliberate buffer
+def test_what_the_kernel_drops_is_counted_and_the_buffer_is_sized():
+    from imps.osc_io import OscReceiver
+    release, calls = threading.Event(), []
+
+    def slow(args):
+        calls.append(args)
+        release.wait(20)
+    receiver = OscReceiver("127.0.0.1", 0, {"/interface": slow}, "interface", receive_buffer=4096).start()
+    try:
+        assert receiver.receive_buffer < 64 * 1024                    # small, as asked (the kernel doubles it)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(500):
+                s.sendto(encode_floats("/interface", [0.5, 0.5, 0.5]), ("127.0.0.1", receiver.port))
+        wait_for(lambda: calls, what="the first packet")
+        release.set()
+        wait_for(lambda: receiver.received + (receiver.kernel_drops() or 0) == 500, timeout=30,
+                 what="every packet either received or counted as dropped by the kernel")
+        assert receiver.kernel_drops() > 0
+    finally:
+        release.set()
+        receiver.stop()
+    big = OscReceiver("127.0.0.1", 0, {}, "x", receive_buffer=200_000)
+    try:
+        assert big.receive_buffer >= 200_000        # within net.core.rmem_max here: granted (doubled)
+    finally:
+        big.stop()
+
+
+# ---------------------------------------------------------------- item 13 (part): the sound socket listens nowhere
+def test_the_sound_socket_is_not_bound_to_every_interface(sound):
+    from imps.osc_io import SoundOut
+    out = SoundOut("127.0.0.1", sound.port)
+    try:
+        out.send("/model", [0.5])
+        sound.wait_for("/model", 1)
+        host, _ = out.sock.getsockname()
+        assert host == "127.0.0.1", f"the sound socket is bound to {host}"
+        assert out.sock.getpeername() == ("127.0.0.1", sound.port)
+    finally:
+        out.close()

@@ -557,26 +557,34 @@ def run_command(args) -> int:
             shutil.rmtree(simdir, ignore_errors=True)
 
 
+#: The main loop looks at signals and threads this often, whatever the status interval (up to 60 s) is.
+TICK = 0.2
+
+
 def _status_loop(box: Box, args, stop, reload_requested, live: bool) -> int:
     deadline = time.monotonic() + args.duration if args.duration else None
     last = ""
-    while not stop.wait(box.config.status.interval):   # the running interval (SIGHUP may change it)
+    next_status = time.monotonic() + box.config.status.interval
+    while not stop.wait(min(box.config.status.interval, TICK)):
         if reload_requested.is_set():
             reload_requested.clear()
             box.reload()
-        box.check_health()
-        line = box.status_line()
-        if line != last:
-            box.notifier.status(line)
-            last = line
-        if live:
-            width = shutil.get_terminal_size().columns - 1
-            print("\r" + line[:width].ljust(min(79, width)), end="", flush=True)
         dead = box.supervisor.dead()
+        now = time.monotonic()
+        if now >= next_status or dead:
+            next_status = now + box.config.status.interval   # the running interval (SIGHUP may change it)
+            box.check_health()
+            line = box.status_line()
+            if line != last:
+                box.notifier.status(line)
+                last = line
+            if live:
+                width = shutil.get_terminal_size().columns - 1
+                print("\r" + line[:width].ljust(min(79, width)), end="", flush=True)
         if dead:
             log.error("thread died: %s; the watchdog pings stopped; exiting so systemd restarts the box",
                       "; ".join(dead))
             return 1
-        if deadline and time.monotonic() >= deadline:
+        if deadline and now >= deadline:
             break
     return 0

@@ -264,7 +264,8 @@ class OscReceiver:
 
     def stop(self) -> None:
         self._stop.set()
-        self.thread.join(2.0)
+        if self.thread.ident is not None:
+            self.thread.join(2.0)
         self.sock.close()
 
     def kernel_drops(self) -> int | None:
