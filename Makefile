@@ -7,11 +7,14 @@ WORK := $(VENV)/work
 DEVICE := $(VENV)/device
 WPY := $(WORK)/bin/python
 DPY := $(DEVICE)/bin/python
+IMPSY_ENV := $(VENV)/impsy
+IPY := $(IMPSY_ENV)/bin/python
 export IMPS_DEVICE_PYTHON := $(abspath $(DPY))
 export IMPS_WORK_PYTHON := $(abspath $(WPY))
+export IMPS_IMPSY_PYTHON := $(abspath $(IPY))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-python system-deps clean default-model
+.PHONY: help setup run test test-python system-deps clean default-model impsy-env
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | column -t -s $$'\t'
@@ -36,13 +39,23 @@ $(DEVICE)/.installed: requirements/device-test.txt device/requirements.txt devic
 	$(DPY) -m pip install -q --no-deps -e device
 	@touch $@
 
+# IMPSY's own environment: IMPSY from PyPI with its own TensorFlow and numpy (docs/impsy.md).
+impsy-env: $(IMPSY_ENV)/.installed  ## IMPSY's own environment, for the interop tests and make bench-impsy
+$(IMPSY_ENV)/.installed: requirements/impsy.txt requirements/impsy-package.txt
+	@echo "== IMPSY's environment in $(IMPSY_ENV)"
+	$(PYTHON) -m venv $(IMPSY_ENV)
+	$(IPY) -m pip install -q --upgrade pip
+	$(IPY) -m pip install -q -r requirements/impsy.txt
+	$(IPY) -m pip install -q --no-deps -r requirements/impsy-package.txt
+	@touch $@
+
 system-deps:  ## install the Debian packages the tests need (root or sudo)
 	@bash tests/system-deps.sh requirements/apt.txt
 
 run: $(DEVICE)/.installed  ## play: a simulated box (default model, call and response); CONFIG=box.toml runs real hardware
 	$(DEVICE)/bin/imps run $(if $(CONFIG),--config $(CONFIG),--simulate) $(ARGS)
 
-test: system-deps setup  ## run every test
+test: system-deps setup impsy-env  ## run every test
 	$(MAKE) test-python
 
 test-python:

@@ -92,20 +92,53 @@ def convert_step_model(step, path: Path, flex: bool = False) -> Path:
     return path
 
 
+def convert_like_impsy(model, path: Path) -> Path:
+    """Convert as IMPSY 1.x's converter does: a batch-1 concrete function, builtin ops only.
+    The result has no signature, and a non-unrolled LSTM becomes WHILE ops."""
+    import contextlib
+    import io
+    import tensorflow as tf
+    specs = [tf.TensorSpec([1] + list(t.shape[1:]), tf.float32, name=t.name) for t in model.inputs]
+    fn = tf.function(lambda *args: model(list(args)), input_signature=specs).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with contextlib.redirect_stdout(io.StringIO()):
+        path.write_bytes(converter.convert())
+    return path
+
+
 @pytest.fixture(scope="session")
 def other_tool_model(tmp_path_factory, tiny_model) -> Path:
-    """The tiny model's weights in another tool's layout: other tensor names, scale 10, no sidecar."""
+    """The tiny model's weights as another tool publishes them: no sidecar, no signature, a
+    WHILE-loop LSTM (no output buffers before the first invoke), IMPSY's input names, and the
+    outputs in a list whose order says nothing (c1, h0, params, c0, h1)."""
+    import keras
     from imps_train import mdrnn
     from imps_train.train import load_run
     run_dir = tiny_model.parent / "run"
     trained = mdrnn.build_training_model(4, 16, 2, 5, 20, learning_rate=None)
     trained.load_weights(str(run_dir / load_run(run_dir)["weights"]))
-    step = mdrnn.build_inference_model(4, 16, 2, 5, x_name="inputs",
-                                       names=["state_h_0", "state_c_0", "state_h_1", "state_c_1"])
+    names = ["state_h_0", "state_c_0", "state_h_1", "state_c_1"]
+    step = mdrnn.build_inference_model(4, 16, 2, 5, unroll=False, x_name="inputs", names=names)
     mdrnn.copy_weights(trained, step)
-    path = convert_step_model(step, tmp_path_factory.mktemp("other") / "other-tool.tflite")
+    out = step.output
+    shuffled = keras.Model(step.inputs, [out["state_c_1_out"], out["state_h_0_out"], out["params"],
+                                         out["state_c_0_out"], out["state_h_1_out"]])
+    path = convert_like_impsy(shuffled, tmp_path_factory.mktemp("other") / "other-tool.tflite")
     assert not path.with_suffix(".json").exists()
     return path
+
+
+@pytest.fixture(scope="session")
+def unpairable_model(tmp_path_factory) -> Path:
+    """Two 'state' tensors that are passed through, not an LSTM: no pairing can be established."""
+    import keras
+    x = keras.Input(batch_shape=(1, 1, 4), name="inputs")
+    s0 = keras.Input(batch_shape=(1, 8), name="state_h_0")
+    s1 = keras.Input(batch_shape=(1, 8), name="state_c_0")
+    params = keras.layers.Dense(2 * 5 * 4 + 5)(keras.layers.Reshape((4,))(x))
+    model = keras.Model([x, s0, s1], [params, keras.layers.Rescaling(0.5)(s0), keras.layers.Rescaling(0.5)(s1)])
+    return convert_like_impsy(model, tmp_path_factory.mktemp("unpairable") / "unpairable.tflite")
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +147,23 @@ def flex_model(tmp_path_factory) -> Path:
     from imps_train import mdrnn
     step = mdrnn.build_inference_model(4, 8, 1, 2, unroll=False)
     return convert_step_model(step, tmp_path_factory.mktemp("flex") / "flex.tflite", flex=True)
+
+
+# -- IMPSY's own code, in IMPSY's own environment (.venv/impsy, `make impsy-env`) ----------
+
+@pytest.fixture(scope="session")
+def impsy():
+    """Run a training/imps_train/impsy_side.py subcommand with IMPSY's code; returns its JSON result."""
+    from imps_train.bench_impsy import impsy_python, impsy_side
+    if not Path(impsy_python()).exists():
+        pytest.fail(f"IMPSY's environment missing at {impsy_python()}: run `make impsy-env`")
+    return impsy_side
+
+
+@pytest.fixture(scope="session")
+def impsy_models(impsy, tmp_path_factory) -> dict:
+    """IMPSY inference models (random weights) for D = 2, 4 and 9, built by IMPSY's
+    build_mdrnn_model and converted by IMPSY's model_to_tflite, once per test run."""
+    import re
+    made = impsy("models", tmp_path_factory.mktemp("impsy-models"), 2, 4, 9)["models"]
+    return {int(re.search(r"-dim(\d+)-", p).group(1)): Path(p) for p in made}

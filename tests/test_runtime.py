@@ -32,14 +32,65 @@ def test_predict_gives_valid_rows(tiny_model):
         assert len(row) == 4 and row[0] >= 0.001 and all(0.0 <= v <= 1.0 for v in row[1:])
 
 
-def test_another_tools_model_without_sidecar_loads_and_plays(other_tool_model, tiny_model):
-    theirs = MDRNN(other_tool_model, dimension=4, runtime="ai-edge-litert", seed=3)
-    ours = MDRNN(tiny_model, dimension=4, runtime="ai-edge-litert", seed=3)
-    assert theirs.sidecar is None and theirs.shape.input_scale == 10.0
-    assert (theirs.shape.units, theirs.shape.layers, theirs.shape.mixtures) == (16, 2, 5)
-    rows = np.random.default_rng(0).random((20, 4)).astype(np.float32)
-    for row in rows:  # same weights, so the same numbers: names and order were read correctly
-        np.testing.assert_allclose(theirs.step(row), ours.step(row), atol=1e-5)
+@pytest.mark.parametrize("runtime", ["tflite-runtime", "ai-edge-litert"])
+def test_another_tools_model_without_sidecar_loads_and_plays(other_tool_model, tiny_model, runtime, device_python):
+    """No signature, a WHILE loop (no output buffers until the first invoke), state outputs in an
+    order that says nothing: the probe must pair every state output with its input."""
+    import json
+    import subprocess
+    code = f"""
+import json, numpy as np
+from imps.runtime import MDRNN
+theirs = MDRNN({str(other_tool_model)!r}, dimension=4, runtime={runtime!r}, seed=3)
+ours = MDRNN({str(tiny_model)!r}, dimension=4, runtime={runtime!r}, seed=3)
+worst = 0.0
+for row in np.random.default_rng(0).random((100, 4)).astype(np.float32):
+    worst = max(worst, float(np.abs(theirs.step(row) - ours.step(row)).max()))
+s = theirs.shape
+print(json.dumps(dict(worst=worst, sizes=[s.units, s.layers, s.mixtures, s.input_scale],
+                      pairing=[theirs.state_pairing, ours.state_pairing], settings=theirs.settings_source,
+                      temps=[theirs.pi_temperature, theirs.sigma_temperature], sidecar=theirs.sidecar is None)))
+"""
+    done = subprocess.run([device_python, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["sidecar"] and got["sizes"] == [16, 2, 5, 10.0]
+    assert got["pairing"] == ["probe", "signature names"]
+    # Same weights, so the same numbers at every step: the memory is carried where it belongs.
+    assert got["worst"] < 1e-4, got
+    # No sidecar: the source tool's sampling settings, and it says so.
+    assert got["temps"] == [1.5, 0.01] and "IMPSY's defaults" in got["settings"]
+
+
+@pytest.mark.parametrize("runtime", ["tflite-runtime", "ai-edge-litert"])
+def test_a_model_whose_state_cannot_be_paired_is_refused(unpairable_model, runtime, device_python):
+    import subprocess
+    code = f"from imps.runtime import MDRNN\nMDRNN({str(unpairable_model)!r}, runtime={runtime!r})"
+    done = subprocess.run([device_python, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1 and "ModelError" in done.stderr, done.stderr
+    assert "unpairable.tflite" in done.stderr and "cannot tell which state output carries" in done.stderr
+
+
+def test_any_runtime_exception_while_loading_is_a_model_error(tiny_model, monkeypatch):
+    from ai_edge_litert.interpreter import Interpreter
+
+    def broken(self):
+        raise RuntimeError("Node number 7 (WHILE) failed to invoke.")
+    monkeypatch.setattr(Interpreter, "invoke", broken)
+    with pytest.raises(ModelError) as err:
+        MDRNN(tiny_model, runtime="ai-edge-litert")
+    assert str(tiny_model) in str(err.value) and "failed to invoke" in str(err.value)
+
+
+def test_fresh_views_path_gives_the_same_numbers(tiny_model):
+    """Where a runtime moves its buffers between invokes, every step takes fresh views."""
+    usual = MDRNN(tiny_model, runtime="ai-edge-litert")
+    fresh = MDRNN(tiny_model, runtime="ai-edge-litert")
+    assert not usual.buffers_move
+    fresh.buffers_move, fresh.step = True, fresh._step_fresh_views
+    fresh.reset()
+    for row in np.random.default_rng(1).random((30, 4)).astype(np.float32):
+        np.testing.assert_array_equal(usual.step(row), fresh.step(row))
 
 
 def test_dimension_mismatch_names_file_and_both_sizes(tiny_model):

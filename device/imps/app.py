@@ -108,9 +108,9 @@ class Box:
         model, error = None, None
         try:
             model = load_model(config)
-        except ImpsError as exc:  # ModelError, RuntimeMissingError
-            error = str(exc)
-            log.error("%s; playing on in user-only mode (the performer is still logged)", exc)
+        except Exception as exc:  # ModelError, RuntimeMissingError; anything else is a bug, but not a dead box
+            error = str(exc) if isinstance(exc, ImpsError) else f"model {config.model.resolved_path()}: {exc!r}"
+            log.error("%s; playing on in user-only mode (the performer is still logged)", error)
         self.logwriter = LogWriter(config.log.directory, e.dimension) if config.log.enabled else None
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
         self.engine = Engine(model, e.dimension, self.sound, self.logwriter, self.notifier, Mode.parse(e.mode),

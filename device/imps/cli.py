@@ -14,6 +14,25 @@ def _check_model(args) -> int:
     return 0
 
 
+def _config_import(args) -> int:
+    from .config import build_config
+    from .impsy_config import box_toml, read
+    box, notes = read(args.file)
+    build_config({k: v for k, v in box.items() if not k.startswith("_")}, args.file)  # it must load as it is
+    text = box_toml(box, notes, args.file)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    lost = [n for n in notes if not n.honoured]
+    for note in lost:
+        print(f"not honoured: {note.line()}", file=sys.stderr)
+    print(f"{args.file}: {len(lost)} IMPSY keys or sections not honoured (listed at the top of the box config)",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imps", description="IMPS box: the device side.")
     parser.add_argument("--version", action="version", version=f"imps {__version__}")
@@ -35,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"])
     check.add_argument("--dimension", type=int, help="fail unless the model has this dimension")
     check.set_defaults(func=_check_model)
+
+    config = sub.add_parser("config", help="config files: import IMPSY's config.toml",
+                            description="Config files. `imps config import impsy.toml > box.toml` translates an "
+                                        "IMPSY config.toml into the box's config and names every key the box "
+                                        "cannot honour (`imps run --config impsy.toml` also runs it directly).")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    imp = config_sub.add_parser("import", help="translate an IMPSY config.toml into a box config (stdout)")
+    imp.add_argument("file", help="IMPSY's config.toml")
+    imp.add_argument("-o", "--output", help="write the box config here instead of stdout")
+    imp.set_defaults(func=_config_import)
 
     from .bench import add_bench_arguments, bench_command
     bench = sub.add_parser("bench", help="time predictions, start-up, memory and latency on this machine",

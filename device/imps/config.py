@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List
 
 from . import ranges
+from . import impsy_config
 from .buttons import PanelConfig
 from .errors import ConfigError
 from .gpio import BACKENDS as GPIO_BACKENDS
@@ -380,6 +381,18 @@ def apply_reloadable(running: Config, new: Config) -> Config:
     return merged
 
 
+def read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
     """Read and validate a TOML file (None: defaults), then apply overrides {section: {key: value}}."""
     data: dict = {}
@@ -387,15 +400,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     if path is not None:
         path = Path(path)
         source = str(path)
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        except OSError as exc:  # a directory, no permission, an I/O error
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        data = read_toml(path)
+        if impsy_config.looks_like_impsy(data):   # an IMPSY config.toml: run it as far as the box can
+            data = impsy_config.as_box_config(path, data)
     for section, values in (overrides or {}).items():
         values = {k: v for k, v in values.items() if v is not None}
         if values and isinstance(data.setdefault(section, {}), dict):  # not a table: build_config says so

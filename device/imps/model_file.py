@@ -7,8 +7,11 @@ A model is a single-step ``.tflite`` with explicit LSTM state:
   component-major (mus[k*D:(k+1)*D] is component k), and the new ``h<i>``, ``c<i>``.
 - builtin ops only (no Flex / Select-TF ops).
 - values in and out are scaled: the network sees ``row * input_scale`` and
-  its mus and sigmas are in those scaled units. Other MDRNN tools publish
-  models scaled by 10 with no sidecar, so 10 is the default.
+  its mus and sigmas are in those scaled units.
+
+A model without a sidecar (as IMPSY and other MDRNN tools publish them) gets
+the source tool's settings, ``NO_SIDECAR``: IMPSY scales by 10 and samples
+with pi temperature 1.5 and sigma temperature 0.01.
 
 Beside ``name.tflite`` sits ``name.json``, the sidecar (see ``Sidecar``).
 """
@@ -27,6 +30,24 @@ from .errors import ModelError
 SIDECAR_FORMAT = "imps-model/1"
 #: Scale used by models that come without a sidecar (the published MDRNN convention).
 DEFAULT_INPUT_SCALE = 10.0
+
+
+@dataclass(frozen=True)
+class SourceDefaults:
+    """Settings for a model that has no sidecar: those of the tool that made it."""
+    tool: str
+    input_scale: float
+    pi_temperature: float
+    sigma_temperature: float
+
+    def describe(self) -> str:
+        return (f"{self.tool}'s defaults: input scale {self.input_scale:g}, "
+                f"pi temperature {self.pi_temperature:g}, sigma temperature {self.sigma_temperature:g}")
+
+
+#: IMPSY 1.2 (impsy/mdrnn.py): SCALE_FACTOR = 10 multiplies the input row and divides the
+#: sample; MDRNNInferenceModel sets pi_temp = 1.5 and sigma_temp = 0.01.
+NO_SIDECAR = SourceDefaults("IMPSY", DEFAULT_INPUT_SCALE, 1.5, 0.01)
 X_NAME = "x"
 PARAMS_NAME = "params"
 

@@ -1,0 +1,164 @@
+"""IMPSY's own models, logs and configs in the box, proven with IMPSY's own code.
+
+IMPSY (the `impsy` package from PyPI) runs in its own environment (.venv/impsy)
+through training/imps_train/impsy_side.py; the box runs in the device
+environment. Nothing here imitates IMPSY: its model builder, converter,
+TfliteMDRNN, logging and dataset code do IMPSY's half.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from imps.model_file import NO_SIDECAR
+from notify_socket import NotifySocket
+
+RUNTIMES = ["tflite-runtime", "ai-edge-litert"]
+DIMENSIONS = [2, 4, 9]
+
+
+@pytest.fixture(scope="session")
+def impsy_traces(impsy, impsy_models, tmp_path_factory) -> dict:
+    """IMPSY's TfliteMDRNN.generate over 200 steps for each model: rows fed and params predicted."""
+    out = tmp_path_factory.mktemp("impsy-traces")
+    traces = {}
+    for d, model in impsy_models.items():
+        path = out / f"trace-d{d}.npz"
+        info = impsy("trace", model, path, "--steps", 200, "--seed", d)
+        traces[d] = (path, info)
+    return traces
+
+
+@pytest.fixture(scope="session")
+def impsy_flex_model(impsy, tmp_path_factory):
+    return impsy("flex", tmp_path_factory.mktemp("impsy-flex"), 4)["model"]
+
+
+def check_model(device_python, *args):
+    return subprocess.run([device_python, "-m", "imps", "check-model", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_impsy_environment_is_impsys_own(impsy):
+    v = impsy("version")
+    assert v["impsy"] == "1.2.1"
+    assert v["tensorflow"].startswith("2.21."), "IMPSY 1.2.1 requires TensorFlow >= 2.21, < 2.22"
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("dimension", DIMENSIONS)
+def test_the_box_predicts_what_impsys_own_tflite_mdrnn_predicts(impsy_models, impsy_traces, device_python,
+                                                              dimension, runtime):
+    """Same mixture parameters as IMPSY's TfliteMDRNN at every one of 200 steps, within 1e-4."""
+    trace, info = impsy_traces[dimension]
+    assert info["steps"] == 200 and info["dimension"] == dimension
+    # The box's defaults for a model without a sidecar are IMPSY's own, read from IMPSY itself.
+    assert (info["pi_temp"], info["sigma_temp"]) == (NO_SIDECAR.pi_temperature, NO_SIDECAR.sigma_temperature)
+    model = impsy_models[dimension]
+    assert not model.with_suffix(".json").exists()
+    done = check_model(device_python, model, "--reference", trace, "--tolerance", "1e-4", "--runtime", runtime)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"OK with {runtime}: D={dimension} units=16 layers=2 mixtures=5 scale=10" in out
+    assert "matches reference over 200 steps" in out
+    assert "pi_temperature=1.5 sigma_temperature=0.01 (from IMPSY's defaults" in out
+    assert "state paired by probe" in out
+
+
+def test_the_reference_check_has_teeth(impsy_models, impsy_traces, device_python):
+    """Pairing IMPSY's states by sorted names (the old fallback) drifts far from IMPSY at once."""
+    code = """
+import dataclasses, json, sys, numpy as np
+from imps.runtime import MDRNN
+m = MDRNN(sys.argv[1], runtime="ai-edge-litert")
+names = {d["index"]: d["name"] for d in m.interpreter.get_input_details() + m.interpreter.get_output_details()}
+m._map = dataclasses.replace(m._map, states_in=sorted(m._map.states_in, key=names.get),
+                             states_out=sorted(m._map.states_out, key=names.get))
+m._take_views(); m.reset()
+ref = np.load(sys.argv[2])
+print(json.dumps(max(float(np.abs(m.step(r) - p).max()) for r, p in zip(ref["rows"], ref["params"]))))
+"""
+    done = subprocess.run([device_python, "-c", code, str(impsy_models[9]), str(impsy_traces[9][0])],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) > 1e-2
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_impsys_flex_models_are_refused_clearly(impsy_flex_model, device_python, runtime):
+    """IMPSY 0.5 converted with Select TF ops; 1.x's converter no longer can. The box says what is wrong."""
+    done = check_model(device_python, impsy_flex_model, "--runtime", runtime)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]   # (the runtime itself may print an INFO line first)
+    assert last.startswith("imps: error: model ") and "impsy-flex-d4.tflite" in last
+    assert "needs TensorFlow Flex (Select TF) ops" in done.stderr and "Traceback" not in done.stderr
+
+
+def box_config(tmp_path, model, dimension, runtime, sound_port, mode="duet") -> str:
+    return (f'[model]\npath = "{model}"\nruntime = "{runtime}"\n'
+            f'[engine]\nmode = "{mode}"\ndimension = {dimension}\n'
+            f'[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sound_port}\n'
+            f'[log]\ndirectory = "{tmp_path / "logs"}"\n')
+
+
+def start_box(tmp_path, text, sd, python):
+    config = tmp_path / "box.toml"
+    config.write_text(text)
+    return subprocess.Popen([python, "-m", "imps", "run", "--config", str(config), "-q"], env=sd.env(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("dimension", DIMENSIONS)
+def test_imps_run_plays_an_impsy_model_without_a_sidecar(tmp_path, impsy_models, device_python, sound,
+                                                         dimension, runtime):
+    text = box_config(tmp_path, impsy_models[dimension], dimension, runtime, sound.port)
+    with NotifySocket() as sd:
+        proc = start_box(tmp_path, text, sd, device_python)
+        try:
+            sd.wait_for("READY", timeout=60)
+            played = sound.wait_for("/model", 10, timeout=30)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert all(len(args) == dimension - 1 and all(0.0 <= v <= 1.0 for v in args) for _, args in played)
+    assert f"({runtime}, 16 units)" in err
+    assert "has no sidecar" in err and "IMPSY's defaults: input scale 10, pi temperature 1.5, sigma temperature 0.01" in err
+    assert "Traceback" not in err
+
+
+def test_sighup_to_an_unloadable_model_of_any_kind_is_refused(tmp_path, impsy_models, impsy_flex_model,
+                                                            unpairable_model, device_python, sound):
+    """Flex ops, a truncated IMPSY file, state that cannot be paired, the wrong dimension:
+    each reload is refused with one line and the IMPSY model already playing plays on."""
+    good = impsy_models[4]
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    bad = [impsy_flex_model, truncated, unpairable_model, impsy_models[9]]
+    for runtime in RUNTIMES:
+        text = box_config(tmp_path, good, 4, runtime, sound.port)
+        with NotifySocket() as sd:
+            proc = start_box(tmp_path, text, sd, device_python)
+            try:
+                sd.wait_for("READY", timeout=60)
+                for n, model in enumerate(bad, start=2):
+                    (tmp_path / "box.toml").write_text(text.replace(str(good), str(model)))
+                    proc.send_signal(signal.SIGHUP)
+                    sd.wait_for("READY", count=n, timeout=60)
+                    assert proc.poll() is None, f"the box died on reloading {model}"
+                    sound.wait_for("/model", 3, timeout=30, since=time.monotonic())
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        refused = [line for line in err.splitlines() if "reload refused" in line]
+        assert len(refused) == len(bad), err
+        for line, model in zip(refused, bad):
+            assert str(model) in line, line
+        assert "needs TensorFlow Flex" in refused[0] and "cannot tell which state output" in refused[2]
+        assert "does not match the configured 4" in refused[3]
