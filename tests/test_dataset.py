@@ -49,7 +49,7 @@ def test_collate_synthetic_logs(tmp_path):
         f.write("2026-01-02T20:00:09,interf")                                # torn line
     ds, report = collate.from_logs(sorted(tmp_path.glob("*.log")))
     assert ds.dimension == 3
-    assert ds.lengths().tolist() == [79, 40]
+    assert ds.lengths().tolist() == [78, 39]   # each log's first event has no dt
     assert report.rows_dropped == 1 and report.dt_capped == 1 and report.lines_skipped == 1
     assert report.performances_kept == 2
     assert {name for name, _ in report.skipped} == {"2026-01-03T20-00-00-3d-mdrnn.log",

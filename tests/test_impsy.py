@@ -162,3 +162,86 @@ def test_sighup_to_an_unloadable_model_of_any_kind_is_refused(tmp_path, impsy_mo
             assert str(model) in line, line
         assert "needs TensorFlow Flex" in refused[0] and "cannot tell which state output" in refused[2]
         assert "does not match the configured 4" in refused[3]
+
+
+# -- logs both ways -----------------------------------------------------------------------
+
+def box_dataset_rows(log_dir, out):
+    """`imps-train dataset LOG_DIR -o OUT` (pauses up to an hour kept, so nothing is capped)."""
+    from imps.dataset import load_dataset
+    from imps_train.cli import main
+    assert main(["dataset", str(log_dir), "-o", str(out), "--max-dt", "3600"]) == 0
+    return load_dataset(out).performances()
+
+
+def impsy_dataset_rows(impsy, log_dir, dimension, out):
+    """IMPSY's own dataset command over the same directory."""
+    import numpy as np
+    info = impsy("dataset", log_dir, dimension, out)
+    with np.load(out.with_suffix(".rows.npz")) as z:
+        return [z[f"arr_{i}"] for i in range(info["performances"])]
+
+
+@pytest.mark.parametrize("dimension", [4, 9])
+def test_impsys_dataset_reads_a_log_the_box_wrote(tmp_path, impsy, dimension):
+    import datetime as dt
+    import numpy as np
+    from imps.interaction_log import LogWriter
+    rng = np.random.default_rng(dimension)
+    logs = tmp_path / "logs"
+    when = dt.datetime(2026, 11, 29, 21, 0, 0, 123456)
+    with LogWriter(logs, dimension) as writer:           # the box's own log writer
+        for i in range(150):
+            when += dt.timedelta(microseconds=int(rng.integers(1_000, 2_000_000)))
+            writer.write("rnn" if i % 4 == 3 else "interface", rng.random(dimension - 1).tolist(), when)
+    theirs = impsy_dataset_rows(impsy, logs, dimension, tmp_path / "impsy.npz")
+    ours = box_dataset_rows(logs, tmp_path / "box.npz")
+    assert len(theirs) == len(ours) == 1
+    assert theirs[0].shape == (112, dimension)           # 113 performer events; the first has no dt
+    np.testing.assert_array_equal(ours[0], theirs[0])
+
+
+@pytest.mark.parametrize("dimension", [4, 9])
+def test_imps_train_dataset_reads_a_log_impsy_wrote(tmp_path, impsy, dimension):
+    import numpy as np
+    from imps.interaction_log import read_log
+    logs = tmp_path / "logs"
+    made = impsy("log", logs, dimension, "--events", 150, "--seed", dimension)   # IMPSY's own logging code
+    records = read_log(made["log"])
+    assert records.skipped == [] and records.sources.count("rnn") == 30
+    theirs = impsy_dataset_rows(impsy, logs, dimension, tmp_path / "impsy.npz")
+    ours = box_dataset_rows(logs, tmp_path / "box.npz")
+    assert theirs[0].shape == (119, dimension)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+
+
+def test_imps_run_runs_an_impsy_config(tmp_path, impsy_models, device_python, sound):
+    """`imps run --config config.toml` with IMPSY's file: it plays, and names what it cannot honour."""
+    model = tmp_path / "models" / impsy_models[4].name
+    model.parent.mkdir()
+    model.write_bytes(impsy_models[4].read_bytes())
+    config = (
+        'title = "IMPSY to the box"\nlog_input = true\nlog_predictions = false\nverbose = true\n'
+        '[interaction]\nmode = "battle"\nthreshold = 0.1\ninput_thru = false\n'
+        f'[model]\ndimension = 4\nfile = "models/{model.name}"\nsize = "xxs"\nsigmatemp = 0.01\npitemp = 1\n'
+        'timescale = 1\n'
+        f'[osc]\nserver_ip = "127.0.0.1"\nserver_port = 0\nclient_ip = "0.0.0.0"\nclient_port = {sound.port}\n')
+    path = tmp_path / "config.toml"
+    path.write_text(config)
+    with NotifySocket() as sd:
+        proc = subprocess.Popen([device_python, "-m", "imps", "run", "--config", str(path), "-q",
+                                 "--log-dir", str(tmp_path / "logs")], env=sd.env(os.environ), cwd=tmp_path / "models",
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ready = sd.wait_for("READY", timeout=60)
+            assert "mode duet" in ready.fields["STATUS"]
+            played = sound.wait_for("/model", 10, timeout=30)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert all(len(args) == 3 for _, args in played)
+    assert f"{model.name} (" in err                      # the model path was resolved against the config's folder
+    for key in ("log_predictions", "verbose", "[interaction] input_thru"):
+        assert f"not honoured: {key}" in err, key
+    assert "Traceback" not in err

@@ -5,9 +5,10 @@
 #   make bench HOST=user@host       run it on a deployed box over SSH, fetch the results here
 #   make bench-models               (re)make the random-weight sweep models (needs TensorFlow)
 #   make bench-plot                 overlay every result under bench-results/ on one pair of figures
+#   make bench-impsy                the box beside IMPSY on IMPSY's own model (docs/impsy.md)
 #
 # Remote settings as for deploy: IMPS_SSH_OPTS (e.g. "-p 2222 -i key"), IMPS_PREFIX (/opt/imps).
-.PHONY: bench bench-models bench-plot
+.PHONY: bench bench-models bench-plot bench-impsy
 
 BENCH_DIR ?= bench-results
 BENCH_ARGS ?=
@@ -49,3 +50,6 @@ bench-models: $(WORK)/.installed  ## make the random-weight benchmark models (de
 bench-plot: $(WORK)/.installed  ## overlay results (default: every bench-results/*/bench.json): make bench-plot [BENCH_RESULTS="a.json b.json"]
 	@[ -n "$(strip $(BENCH_RESULTS))" ] || { echo "bench-plot: no results in $(BENCH_DIR)/*/bench.json: run make bench first" >&2; exit 1; }
 	$(IMPS_TRAIN) plot-bench $(BENCH_RESULTS) -o $(BENCH_DIR)
+
+bench-impsy: $(WORK)/.installed $(DEVICE)/.installed $(IMPSY_ENV)/.installed  ## the box beside IMPSY on IMPSY's own model: per prediction, start-up, memory
+	$(IMPS_TRAIN) bench-impsy $(BENCH_IMPSY_ARGS)

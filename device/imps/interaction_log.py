@@ -151,15 +151,23 @@ class LogRecords:
     sources: list[str]
     controls: np.ndarray     # (N, n) float32
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    stamps: list[_dt.datetime] = field(default_factory=list)      # the timestamps as written
 
     def source_rows(self, source: str = PERFORMER) -> np.ndarray:
-        """Gesture rows (dt, x1..xn) for one source; dt from consecutive timestamps."""
+        """Gesture rows (dt, x1..xn) for one source; dt from consecutive timestamps (the first row's is 0).
+
+        dt is the exact difference of the written timestamps (microseconds), as IMPSY computes it,
+        not a difference of float epoch seconds (which would be off by up to 0.2 us).
+        """
         mask = np.array([s == source for s in self.sources], dtype=bool)
-        times = self.times[mask]
-        rows = np.empty((len(times), self.controls.shape[1] + 1), dtype=np.float32)
-        if len(times):
+        rows = np.empty((int(mask.sum()), self.controls.shape[1] + 1), dtype=np.float32)
+        if len(rows):
+            stamps = [t for t, keep in zip(self.stamps, mask) if keep]
+            try:
+                rows[1:, 0] = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+            except (TypeError, ValueError):  # no stamps kept, or naive and zoned ones mixed by hand
+                rows[1:, 0] = np.diff(self.times[mask])
             rows[0, 0] = 0.0
-            rows[1:, 0] = np.diff(times)
             rows[:, 1:] = self.controls[mask]
         return rows
 
@@ -174,7 +182,7 @@ def read_log(path: str | os.PathLike, n_controls: int | None = None) -> LogRecor
     if n_controls is None:
         dim = dimension_from_filename(path)
         n_controls = dim - 1 if dim else None
-    times, sources, controls, skipped = [], [], [], []
+    stamps, sources, controls, skipped = [], [], [], []
     with open(path, "rb") as f:
         data = f.read()
     lines = data.split(b"\n")
@@ -192,12 +200,12 @@ def read_log(path: str | os.PathLike, n_controls: int | None = None) -> LogRecor
         stamp, source, values = parsed
         if n_controls is None:
             n_controls = len(values)
-        times.append(stamp)
+        stamps.append(stamp)
         sources.append(source)
         controls.append(values)
     width = n_controls or 0
-    return LogRecords(path, np.array(times, dtype=np.float64), sources,
-                      np.array(controls, dtype=np.float32).reshape(-1, width), skipped)
+    return LogRecords(path, np.array([t.timestamp() for t in stamps], dtype=np.float64), sources,
+                      np.array(controls, dtype=np.float32).reshape(-1, width), skipped, stamps)
 
 
 def _parse(raw: bytes, n_controls: int | None):
@@ -209,8 +217,9 @@ def _parse(raw: bytes, n_controls: int | None):
     if len(parts) < 3:
         return "too few fields", None
     try:
-        stamp = _dt.datetime.fromisoformat(parts[0]).timestamp()
-    except ValueError:
+        stamp = _dt.datetime.fromisoformat(parts[0])
+        stamp.timestamp()                 # out of range for the platform: a bad line, not a crash later
+    except (ValueError, OverflowError, OSError):
         return f"bad timestamp {parts[0][:40]!r}", None
     source = parts[1]
     if source not in SOURCES:

@@ -66,6 +66,11 @@ def _bench_keras(args) -> int:
     return 0
 
 
+def _bench_impsy(args) -> int:
+    from .bench_impsy import main_args
+    return main_args(args)
+
+
 def _experiment(args) -> int:
     from imps.dataset import load_dataset
     from .experiment import run_experiment
@@ -182,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--dimension", type=int, default=9)
     k.add_argument("--iterations", type=int, default=200)
     k.set_defaults(func=_bench_keras)
+
+    bi = sub.add_parser("bench-impsy", help="the box beside IMPSY on IMPSY's own model (docs/impsy.md)",
+                        description="Per-prediction time, start-to-first-prediction and peak memory of IMPSY's "
+                                    "TfliteMDRNN.generate (in IMPSY's environment, `make impsy-env`) and of the "
+                                    "box (device environment, each runtime), on the same IMPSY .tflite.")
+    bi.add_argument("--model", help="an IMPSY .tflite (default: build one with IMPSY's own code)")
+    bi.add_argument("--dimension", type=int, default=9, help="of the built model (default 9, IMPSY's template)")
+    bi.add_argument("--units", type=int, default=64, help="of the built model (default 64: IMPSY's size s)")
+    bi.add_argument("--steps", type=int, default=1000, help="predictions timed per round (default 1000)")
+    bi.add_argument("--rounds", type=int, default=3, help="alternating rounds, medians reported (default 3)")
+    bi.add_argument("-o", "--output", help="write the figures as JSON here")
+    bi.set_defaults(func=_bench_impsy)
     _add_experiment_commands(sub)
     return parser
 

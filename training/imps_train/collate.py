@@ -4,6 +4,8 @@ into a clean dataset in the project's own format, with a report.
 Real data is messy: empty performances are skipped, rows with NaN, negative
 dt, out-of-range controls or torn lines are dropped, and long pauses are
 capped (a 12-minute break says nothing about the next gesture's timing).
+A log's first event follows nothing, so it has no dt and is left out, as
+IMPSY's dataset command leaves it out: both give the same rows from a log.
 """
 from __future__ import annotations
 
@@ -100,7 +102,8 @@ def from_logs(paths, dimension: int | None = None, max_dt: float = DEFAULT_MAX_D
             continue
         records = read_log(path, dimension - 1 if dimension else None)
         report.lines_skipped += len(records.skipped)
-        perfs.append(records.source_rows(source))
+        # A log's first event follows nothing: its dt is unknown, so it is left out (as IMPSY does).
+        perfs.append(records.source_rows(source)[1:])
         names.append(path.name)
     perfs, report = clean(perfs, names, max_dt, report)
     return _finish(perfs, report, {"source": "logs", "files": [p.name for p in paths],
