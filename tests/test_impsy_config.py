@@ -35,7 +35,7 @@ def test_the_template_impsy_ships(tmp_path, impsy_template, capsys):
     assert config.model.path.endswith("models/musicMDRNN-dim9-layers2-units64-mixtures5-scale10.tflite")
     assert "not honoured: [model] file: models/musicMDRNN-dim9-layers2-units64-mixtures5-scale10.h5" in err
     assert (config.osc.interface_host, config.osc.interface_port) == ("0.0.0.0", 6000)
-    assert (config.osc.sound_host, config.osc.sound_port) == ("localhost", 6001)
+    assert (config.osc.sound_host, config.osc.sound_port) == ("127.0.0.1", 6001)   # "localhost" in IMPSY's file
     assert config.serial.enabled and config.serial.settings.port == ("/dev/ttyAMA0",)
     assert config.serial.settings.format == "text" and config.serial.settings.baudrate == 115200
     for key in ("[midi] in_device", "[midi] out_device", "[midi] input", "[midi] output",
@@ -56,7 +56,8 @@ def test_impsys_example_configs(tmp_path, capsys, name, mode):
         assert config.serial.settings.port == ("/dev/tty.usbmodem1102",) and config.serial.settings.format == "text"
         assert "not honoured: [serial]: IMPSY also writes every output back" in err
     if name == "pd-workshop-example.toml":
-        assert (config.osc.sound_host, config.osc.sound_port) == ("host.docker.internal", 6001)
+        assert (config.osc.sound_host, config.osc.sound_port) == ("127.0.0.1", 6001)
+        assert "not honoured: [osc] client_ip: 'host.docker.internal' is a host name" in err
     if name == "user-only-example.toml":
         assert config.engine.dimension == 17 and config.osc.sound_host == "127.0.0.1"  # IMPSY coerces 0.0.0.0 too
         assert "not honoured: [model] file: no model file" in err

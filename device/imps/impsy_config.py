@@ -149,16 +149,34 @@ def model(values: dict, box: dict, notes: list, ctx: Context) -> None:
     _unknown("model", values, {"dimension", "file", "size", "pitemp", "sigmatemp", "timescale"}, notes)
 
 
+def _ipv4(where: str, host: str, box_key: str, notes: list) -> str | None:
+    """The box takes IPv4 addresses only; IMPSY also takes host names ("localhost")."""
+    import ipaddress
+    host = "127.0.0.1" if host == "localhost" else host
+    try:
+        ipaddress.IPv4Address(host)
+        return host
+    except ValueError:
+        notes.append(Note(where, False, f"{host!r} is a host name; the box's [osc] {box_key} takes an IPv4 "
+                                        f"address: put that host's address there (left at the box's default)"))
+        return None
+
+
 def osc(values: dict, box: dict, notes: list, ctx: Context) -> None:
     o = box.setdefault("osc", {})
     o["enabled"] = True
     if "server_ip" in values:
-        o["interface_host"] = str(values["server_ip"])
+        host = _ipv4("[osc] server_ip", str(values["server_ip"]), "interface_host", notes)
+        if host:
+            o["interface_host"] = host
     if "server_port" in values:
         o["interface_port"] = int(values["server_port"])
     if "client_ip" in values:
         host = str(values["client_ip"])
-        o["sound_host"] = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host   # as IMPSY coerces it
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host   # as IMPSY coerces it
+        host = _ipv4("[osc] client_ip", host, "sound_host", notes)
+        if host:
+            o["sound_host"] = host
     if "client_port" in values:
         o["sound_port"] = int(values["client_port"])
     if {"client_ip", "client_port"} & set(values):
