@@ -330,3 +330,16 @@ def test_voice_plays_model_and_thru_and_silences_every_device():
         virtual.SYSTEM.unplug(drums)
     assert stuck_notes(sdev.messages()) == set()           # close() silenced it
     assert voice.watcher.ports == {}
+
+
+@pytest.mark.parametrize("name, inputs, outputs", [
+    ("box.midi-knobs.example.toml", ["control_change"] * 3, ["note", "control_change", "control_change"]),
+    ("box.midi-keyboard.example.toml", ["note", "velocity", "control_change"], ["note", "velocity", "control_change"]),
+])
+def test_the_example_setups_load(name, inputs, outputs):
+    from imps.config import PACKAGE_DIR, load_config
+    config = load_config(PACKAGE_DIR / name)
+    m = config.midi.settings
+    assert config.midi.enabled and config.engine.dimension == 4
+    assert [r.type for r in m.input[0].map] == inputs and [r.type for r in m.output[0].map] == outputs
+    assert [r.control for r in m.input[0].map] == [0, 1, 2]

@@ -55,6 +55,12 @@ from .gpio import get_backend
 from .gpio.fake import FakeBackend
 from .gpio.keyboard import KeyboardPanel, render_leds
 from .interaction_log import LogWriter
+from .midi import simulation as midi_simulation
+from .midi import virtual as midi_virtual
+from .midi.midifile import MidiFilePlayer
+from .midi.source import MidiInput
+from .midi.status import status_text as midi_status
+from .midi.voice import MidiOutput
 from .modes import Mode
 from .notify import Notifier
 from .osc_io import INTERFACE, OscReceiver, SoundOut
@@ -63,6 +69,7 @@ from .runtime import MDRNN
 from .serial_input import ActuatorOutput, SerialInput
 from .simulated_board import SimulatedBoard
 from .threads import Supervisor
+from .voices import Voices
 
 log = logging.getLogger("imps")
 
@@ -100,6 +107,7 @@ class Box:
         self.receivers: list[OscReceiver] = []
         self.supervisor = Supervisor()
         self.restart_needed: list[str] = []   # "[osc] control_port" keys changed on disk, not yet running
+        self.midi_in: MidiInput | None = None
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self._stopped = threading.Event()
@@ -113,7 +121,10 @@ class Box:
             log.error("%s; playing on in user-only mode (the performer is still logged)", error)
         self.logwriter = LogWriter(config.log.directory, e.dimension) if config.log.enabled else None
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
-        self.engine = Engine(model, e.dimension, self.sound, self.logwriter, self.notifier, Mode.parse(e.mode),
+        midi = config.midi
+        self.midi_out = MidiOutput(midi.settings) if midi.enabled and midi.settings.output else None
+        self.voices = Voices([self.sound, self.midi_out])   # the engine plays to all of them
+        self.engine = Engine(model, e.dimension, self.voices or None, self.logwriter, self.notifier, Mode.parse(e.mode),
                              e.response_threshold, e.time_scale, e.queue_size, e.max_dt)
         if error:
             self.engine.error = error
@@ -130,6 +141,13 @@ class Box:
     def _start_hardware(self) -> None:
         """Serial board, actuators, GPIO panel and pads, as configured (before the engine starts)."""
         c = self.config
+        if c.midi.enabled and c.midi.settings.input:
+            self.midi_in = MidiInput(c.midi.settings)
+            self.sources.append(self.midi_in)
+            self.supervisor.watch("MIDI input", lambda: self.midi_in.thread if self.midi_in else None)
+        if self.midi_out is not None:
+            self.midi_out.start()
+            self.supervisor.watch("MIDI output", lambda: self.midi_out.thread)
         if c.serial.enabled:
             self.serial = SerialInput(c.serial.settings)
             self.sources.append(self.serial)
@@ -233,6 +251,10 @@ class Box:
                             + (f" pads {list(self.config.pads.pins)}" if self.pads else ""))
         elif self.gpio_error:
             hardware.append("GPIO off")
+        if self.midi_in is not None or self.midi_out is not None:
+            m = self.config.midi.settings
+            hardware.append("MIDI " + ", ".join([f"in {d.device!r} ({d.transport})" for d in m.input]
+                                                + [f"out {d.device!r} ({d.transport})" for d in m.output]))
         return f"{model}; {ports}; log {logs}" + (f"; {', '.join(hardware)}" if hardware else "")
 
     def reload(self) -> bool:
@@ -296,8 +318,7 @@ class Box:
             self.board.stop()
         if self.logwriter is not None:
             self.logwriter.close()
-        if self.sound is not None:
-            self.sound.close()
+        self.voices.close()       # the sound engine's socket; MIDI: all notes off, ports closed
 
     def _stop_gpio(self) -> None:
         """LEDs off, pins released."""
@@ -348,6 +369,8 @@ class Box:
             parts.append(board)
         if self.actuator is not None:
             parts.append(f"act {self.actuator.sent}")
+        if self.midi_in is not None or self.midi_out is not None:
+            parts.append(midi_status(self.midi_in, self.midi_out))
         if isinstance(self.gpio, FakeBackend) and self.panel is not None:
             parts.append("LEDs " + render_leds(self.gpio, self.panel.config.mode_leds))
         if self.gpio_error:
@@ -485,6 +508,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "a pseudo-terminal, and the panel's buttons on the keyboard (" + KEYS_HELP + ")")
     parser.add_argument("--simulate-performer", action="store_true",
                         help="replay a recorded performance as the performer (directly, no serial)")
+    parser.add_argument("--midi-file", metavar="FILE.mid",
+                        help="a MIDI file as the performer (played from a virtual MIDI device), the model to a "
+                             "virtual synth shown in the status line; with --simulate, instead of the sensor board")
     parser.add_argument("--log-dir", help="where interaction logs go (overrides [log] directory)")
     parser.add_argument("--no-log", action="store_true", help="do not write an interaction log")
     parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
@@ -512,16 +538,24 @@ def run_command(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     simulate = getattr(args, "simulate", False)
+    midi_file = getattr(args, "midi_file", None)
     simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
-    box = board = keys = keys_panel = None
+    box = board = keys = keys_panel = player = None
     live = False
     try:
+        extra = {}
         if simulate:
             link = simdir / SIMULATED_BOARD
-            config = config_from_args(args, simulation_overrides(link))
+            extra = simulation_overrides(link)
+        if midi_file:                # the MIDI file plays the performer, not the sensor board
+            extra.update(midi_simulation.overrides(midi_file, config_from_args(args).engine.dimension))
+        config = config_from_args(args, extra)
+        if simulate and not midi_file:
             board = start_simulated_board(config, link)
-        else:
-            config = config_from_args(args)
+        if midi_file:
+            midi_virtual.SYSTEM.plug(midi_simulation.SYNTH)
+            player = MidiFilePlayer(midi_file, loop=config.performer.loop,
+                                    time_scale=config.performer.time_scale).start()
         box = Box(config, board=board)
         stop = threading.Event()
         reload_requested = threading.Event()
@@ -531,7 +565,8 @@ def run_command(args) -> int:
         box.start()
         live = config.status.terminal and sys.stdout.isatty()
         if simulate:
-            log.info("simulated box: sensor board at %s; %s", link, KEYS_HELP)
+            log.info("simulated box: %s; %s", f"MIDI file {midi_file}" if midi_file else f"sensor board at {link}",
+                     KEYS_HELP)
             if sys.stdin.isatty():
                 on_key, keys_panel = simulation_keys(box, stop)
                 keys = TerminalKeys(on_key).start()
@@ -553,6 +588,9 @@ def run_command(args) -> int:
                 box._stop_gpio()
             if board is not None:
                 board.stop()
+        if player is not None:
+            player.stop()
+            midi_virtual.SYSTEM.unplug(midi_simulation.SYNTH)
         if simdir is not None:
             shutil.rmtree(simdir, ignore_errors=True)
 

@@ -22,6 +22,7 @@ from . import impsy_config
 from .buttons import PanelConfig
 from .errors import ConfigError
 from .gpio import BACKENDS as GPIO_BACKENDS
+from .midi.settings import MidiSettings, check_controls
 from .modes import Mode
 from .serial_input import SerialSettings
 
@@ -135,6 +136,13 @@ class ActuatorsConfig:
 
 
 @dataclass
+class MidiSection:
+    """MIDI controllers in, synths out (see midi/settings.py for every other key)."""
+    enabled: bool = False
+    settings: MidiSettings = field(default_factory=MidiSettings)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -147,12 +155,13 @@ class Config:
     panel: PanelSection = field(default_factory=PanelSection)
     pads: PadsConfig = field(default_factory=PadsConfig)
     actuators: ActuatorsConfig = field(default_factory=ActuatorsConfig)
+    midi: MidiSection = field(default_factory=MidiSection)
     source: str = "defaults"             # where it was read from (not a file key)
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "source"}
 #: Sections whose keys (except their own, such as `enabled`) belong to a settings class.
-DELEGATED = {"serial": SerialSettings, "panel": PanelConfig}
+DELEGATED = {"serial": SerialSettings, "panel": PanelConfig, "midi": MidiSettings}
 
 def _ipv4(value: str) -> bool:
     try:
@@ -328,6 +337,8 @@ def _check_hardware(config: Config) -> None:
         shared = set(pads.pins) & {q for q in (p.mode_button, p.shutdown_button, *p.mode_leds) if q is not None}
         if shared:
             raise ConfigError(f"{src}: [pads] pins = {pads.pins!r}: GPIO {sorted(shared)} already used by [panel]")
+    if config.midi.enabled:
+        check_controls(config.midi.settings, n, src)
     act = config.actuators
     if act.enabled:
         if not config.serial.enabled or config.serial.settings.format != "frames":

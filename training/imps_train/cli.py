@@ -9,9 +9,12 @@ from imps.rows import DEFAULT_MAX_DT
 
 
 def _dataset(args) -> int:
-    from . import collate
+    from . import collate, midi_files
     if args.import_npz:
         dataset, report = collate.from_published_npz(args.import_npz, args.max_dt)
+    elif any(midi_files.is_midi(p) for p in args.logs):
+        rules, dimension = midi_files.rules_from_config(args.midi_map) if args.midi_map else (None, None)
+        dataset, report = midi_files.from_midi_files(args.logs, args.dimension or dimension, rules, args.max_dt)
     else:
         paths = []
         for p in args.logs:
@@ -114,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dataset", help="collate logs (or import a published .npz) into a dataset",
                        description="Collate interaction logs of one dimension into a dataset in the project's "
                                    "pickle-free format, cleaning them and reporting what was kept and dropped.")
-    d.add_argument("logs", nargs="*", help="log files or directories of *.log")
+    d.add_argument("logs", nargs="*", help="log files or directories of *.log, or standard MIDI files (.mid)")
     d.add_argument("-o", "--output", required=True, help="dataset file to write (.npz)")
     d.add_argument("--import-npz", metavar="FILE",
                    help="TRUSTED import of a published pickled dataset (np.load(..)['perfs']); unpickles the file")
@@ -123,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"cap pauses at this many seconds (default {DEFAULT_MAX_DT:g})")
     d.add_argument("--source", default="interface", choices=["interface", "rnn"],
                    help="whose events to learn from (default: the performer's)")
+    d.add_argument("--midi-map", metavar="BOX_TOML",
+                   help="for .mid files: map them with this box config's first [[midi.input]] device (and its "
+                        "dimension); default: notes and the busiest controllers of the first file")
     d.set_defaults(func=_dataset)
 
     t = sub.add_parser("train", help="train an MDRNN on a dataset",

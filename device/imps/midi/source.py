@@ -70,6 +70,11 @@ class MidiInput:
         join_or_complain(thread, timeout, "MIDI input")
         self.watcher.close_all()
 
+    @property
+    def thread(self) -> Optional[threading.Thread]:
+        """The running thread (None when stopped), for the box's supervision."""
+        return self._thread
+
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -98,6 +98,11 @@ class MidiOutput:
         join_or_complain(thread, 2.0, "MIDI output scanner")
         self.watcher.close_all()
 
+    @property
+    def thread(self) -> Optional[threading.Thread]:
+        """The running scanner thread (None when stopped), for the box's supervision."""
+        return self._thread
+
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
