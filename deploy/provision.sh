@@ -9,14 +9,16 @@
 # Settings: IMPS_PREFIX (/opt/imps), IMPS_STATE (/var/lib/imps), IMPS_USER (imps),
 # IMPS_AUDIO_CARD (ALSA card id for /etc/asound.conf; default: a USB card, else
 # the headphone jack), IMPS_SSH_OPTS (extra ssh options); for tests: IMPS_ETC (/etc),
-# IMPS_GROUPS ("gpio dialout audio").
+# IMPS_GROUPS ("gpio dialout audio"). IMPS_MIDI_UART=1: DIN MIDI on the UART (midi_uart below);
+# IMPS_BOOT_CONFIG (/boot/firmware/config.txt).
 set -euo pipefail
 
 PREFIX=${IMPS_PREFIX:-/opt/imps}
 STATE=${IMPS_STATE:-/var/lib/imps}
 SERVICE_USER=${IMPS_USER:-imps}
 AUDIO_CARD=${IMPS_AUDIO_CARD:-auto}
-PACKAGES=(python3-venv python3-dev gcc libsystemd-dev pkg-config puredata-core rsync alsa-utils)
+# g++ and libasound2-dev: python-rtmidi (USB MIDI) builds from source where no wheel exists (32-bit Pi OS).
+PACKAGES=(python3-venv python3-dev gcc g++ libsystemd-dev libasound2-dev pkg-config puredata-core rsync alsa-utils)
 ETC=${IMPS_ETC:-/etc}
 read -ra GROUPS_NEEDED <<<"${IMPS_GROUPS:-gpio dialout audio}"
 DRY_RUN=0
@@ -88,6 +90,22 @@ serial() {
     run raspi-config nonint do_serial_hw 0; REBOOT=1
   fi
   say "serial: console off, UART on"
+}
+
+# DIN MIDI on the UART (docs/hardware.md, "MIDI"), only with IMPS_MIDI_UART=1: the PL011
+# UART onto GPIO 14 (TXD, pin 8) and GPIO 15 (RXD, pin 10) by moving Bluetooth off it (Pi 3,
+# 4, Zero W; a Pi 5's GPIO UART is a full one already). 31,250 baud needs no clock change:
+# the PL011's 48 MHz UART clock divides to it exactly (48e6 / 16 / 31250 = 96), and the box
+# asks for 31,250 itself (so no midi-uart0 overlay, which would turn that into 25,431).
+midi_uart() {
+  if [ "${IMPS_MIDI_UART:-0}" != 1 ]; then say "MIDI UART: not asked for (IMPS_MIDI_UART=1: DIN MIDI on GPIO 14/15)"; return; fi
+  local cfg=${IMPS_BOOT_CONFIG:-/boot/firmware/config.txt}
+  if [ ! -e "$cfg" ]; then say "MIDI UART: no $cfg (not Raspberry Pi OS?), left alone"; return; fi
+  if ! grep -qxE 'dtoverlay=(disable-bt|miniuart-bt)' "$cfg"; then
+    run sh -c "printf '%s\n' '# IMPS: the PL011 UART on GPIO 14/15 for DIN MIDI' 'dtoverlay=disable-bt' >> '$cfg'"
+    REBOOT=1
+  fi
+  say "MIDI UART: PL011 on GPIO 14 (TXD) / 15 (RXD) as /dev/serial0, Bluetooth off"
 }
 
 # ALSA's default device is what the sound engine plays to.
@@ -170,6 +188,7 @@ on_box() {
   packages
   users
   serial
+  midi_uart
   audio
   layout
   say "provisioned; next: make deploy HOST=$ADMIN@$(hostname)"
@@ -193,8 +212,8 @@ main() {
   opts+=(-o BatchMode=yes -o ConnectTimeout=5)
   err=$(ssh "${opts[@]}" "$host" true 2>&1 </dev/null) || die "cannot reach $host over ssh: ${err:-no answer}"
   local vars
-  vars=$(printf 'IMPS_PREFIX=%q IMPS_STATE=%q IMPS_USER=%q IMPS_AUDIO_CARD=%q IMPS_ETC=%q IMPS_GROUPS=%q' \
-    "$PREFIX" "$STATE" "$SERVICE_USER" "$AUDIO_CARD" "$ETC" "${GROUPS_NEEDED[*]}")
+  vars=$(printf 'IMPS_PREFIX=%q IMPS_STATE=%q IMPS_USER=%q IMPS_AUDIO_CARD=%q IMPS_ETC=%q IMPS_GROUPS=%q IMPS_MIDI_UART=%q' \
+    "$PREFIX" "$STATE" "$SERVICE_USER" "$AUDIO_CARD" "$ETC" "${GROUPS_NEEDED[*]}" "${IMPS_MIDI_UART:-0}")
   # shellcheck disable=SC2029  # built here on purpose
   ssh "${opts[@]}" "$host" "sudo -n env $vars bash -s -- --on-box ${flags[*]}" <"${BASH_SOURCE[0]}"
 }

@@ -509,3 +509,23 @@ def test_scripts_are_shellcheck_clean():
         ok(subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True))
     r = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+def test_provision_midi_uart_moves_bluetooth_off_the_pl011_once(tmp_path):
+    """IMPS_MIDI_UART=1: dtoverlay=disable-bt in config.txt (DIN MIDI on GPIO 14/15), once; no clock overlay."""
+    boot = tmp_path / "config.txt"
+    boot.write_text("[all]\nenable_uart=1\n")
+    env = provision_env(tmp_path / "box", IMPS_USER="impsnobody", IMPS_MIDI_UART="1", IMPS_BOOT_CONFIG=str(boot))
+    dry = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True, env=env))
+    assert "dtoverlay=disable-bt" in dry.stdout and boot.read_text() == "[all]\nenable_uart=1\n"
+    script = PROVISION.read_text()
+    body = script[script.index("midi_uart() {"):script.index("\n}\n", script.index("midi_uart() {")) + 3]
+    for _ in range(2):       # the step alone, for real, twice: it appends once
+        ok(subprocess.run(["bash", "-c", "set -euo pipefail; DRY_RUN=0; REBOOT=0\n"
+                           "say() { echo \"== $*\"; }; run() { \"$@\"; }\n" + body + "midi_uart"],
+                          capture_output=True, text=True, env=env))
+    text = boot.read_text()
+    assert text.count("dtoverlay=disable-bt") == 1 and "midi-uart" not in text
+    off = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True,
+                            env=provision_env(tmp_path / "box", IMPS_USER="impsnobody", IMPS_BOOT_CONFIG=str(boot))))
+    assert "MIDI UART: not asked for" in off.stdout

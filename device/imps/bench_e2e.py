@@ -18,6 +18,9 @@ part that fails becomes a note in the results, never a crash of the bench.
   ``/performer`` OSC message received on a UDP socket here. Also the OSC
   ``/interface`` -> ``/performer`` path through the box. Stand-in without the
   engine: SerialInput -> MDRNN.step -> SoundOut, the modules the box uses.
+- ``midi_in_to_out``: a controller's CC through MidiInput, the box (layered)
+  and MidiOutput to a synth, as MIDI thru: on virtual devices (the path above
+  python-rtmidi's ALSA ports) and over DIN MIDI on pseudo-terminals.
 """
 from __future__ import annotations
 
@@ -380,6 +383,102 @@ def input_to_output_box_osc(model, runtime: str, events: int) -> list[float]:
             waiter.close()
 
 
+def _midi_overrides(model, runtime: str, dimension: int, tmp: str, keys: str, synth: str, transport: str) -> dict:
+    """The box in layered mode with MIDI in (CC 20.. -> controls) and MIDI thru out (control 0 a note).
+    Only the performer's voice goes to the synth, so the model's companion events (played later) do not
+    land in the next measurement; the model still steps on every event."""
+    n = dimension - 1
+    o = _box_overrides(model, runtime, dimension, "layered", 0, tmp)
+    o["osc"] = {"enabled": False}
+    o["midi"] = {"enabled": True, "scan_interval": 0.1,
+                 "input": [{"device": keys, "transport": transport, "map": [
+                     {"type": "control_change", "channel": 1, "number": 20 + i, "control": i} for i in range(n)]}],
+                 "output": [{"device": synth, "transport": transport, "voices": ["performer"], "map": [
+                     {"type": "note", "channel": 1, "control": 0}] + [
+                     {"type": "control_change", "channel": 1, "number": 20 + i, "control": i} for i in range(1, n)]}]}
+    return o
+
+
+def _midi_events(send, wait_out, events: int, flush=lambda: None) -> list[float]:
+    """CC 20 with a new value each time (the performer's control 0) -> the first message of the thru note."""
+    import mido
+    rng = random.Random(0)
+    out = []
+    for i in range(events):
+        msg = mido.Message("control_change", channel=0, control=20, value=(i * 37) % 128)
+        flush()
+        t0 = time.perf_counter()
+        send(msg)
+        t1 = wait_out()
+        if t1 is not None:
+            out.append(t1 - t0)
+        time.sleep(rng.uniform(0.004, 0.012))
+    return out
+
+
+def input_to_output_box_midi(model, runtime: str, events: int) -> list[float]:
+    """A MIDI controller's CC -> MidiInput -> the real box (layered: the model steps on every
+    event) -> MidiOutput -> the synth: virtual devices, the path an ALSA port takes above python-rtmidi."""
+    from .midi import virtual
+    keys, synth = f"bench keys {os.getpid()}", f"bench synth {os.getpid()}"
+    kdev, sdev = virtual.SYSTEM.plug(keys), virtual.SYSTEM.plug(synth)
+    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
+        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys, synth, "virtual"))
+        box.start()
+        try:
+            if not _wait(lambda: box.midi_in.status()["devices"] and box.midi_out.status()["devices"]):
+                raise RuntimeError("the box did not open the virtual MIDI devices")
+            box.midi_out.send("/silence")
+
+            def wait_out(timeout=0.5):
+                n = len(sdev.received)
+                if not sdev.wait_for(lambda ms: len(ms) > n, timeout):
+                    return None
+                return sdev.received[n][0] - time.monotonic() + time.perf_counter()
+            return _midi_events(kdev.send, wait_out, events)
+        finally:
+            box.stop()
+            virtual.SYSTEM.unplug(keys)
+            virtual.SYSTEM.unplug(synth)
+
+
+def input_to_output_box_din(model, runtime: str, events: int) -> list[float]:
+    """The same over DIN MIDI: bytes written to one pseudo-terminal (the UART's RX), read from
+    another (TX). Ptys do not pace bytes: on a real 31,250 baud line add 0.96 ms per 3-byte message each way."""
+    keys_master, keys_slave, keys_path = _pty()
+    synth_master, synth_slave, synth_path = _pty()
+    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
+        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys_path, synth_path, "din"))
+        box.start()
+        try:
+            if not _wait(lambda: box.midi_in.status()["devices"] and box.midi_out.status()["devices"]):
+                raise RuntimeError("the box did not open the DIN MIDI ptys")
+
+            def wait_out(timeout=0.5):
+                r, _, _ = select.select([synth_master], [], [], timeout)
+                if not r:
+                    return None
+                t = time.perf_counter()
+                time.sleep(0.002)
+                _drain_fd(synth_master)   # the rest of the message(s)
+                return t
+            return _midi_events(lambda m: os.write(keys_master, m.bin()), wait_out, events,
+                                flush=lambda: _drain_fd(synth_master))
+        finally:
+            box.stop()
+            for fd in (keys_master, keys_slave, synth_master, synth_slave):
+                os.close(fd)
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
 def _box_interface_port(box) -> int:
     """The UDP port the box's /interface receiver is bound to (asked for port 0)."""
     for receiver in getattr(box, "receivers", ()):
@@ -438,6 +537,13 @@ def run_all(model, runtime: str, seconds: float, log=print) -> tuple[list[dict],
             rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="osc box layered",
                             **common))
         attempt("input_to_output_osc", box_osc)
+
+        def box_midi():
+            for note, fn in (("midi box layered", input_to_output_box_midi),
+                             ("midi din box layered", input_to_output_box_din)):
+                lat = fn(model, runtime, events)
+                rows.append(row("midi_in_to_out", summary([s * 1e3 for s in lat]), note=note, **common))
+        attempt("midi_in_to_out", box_midi)
         return rows, notes
     else:
         notes["engine"] = "imps.app.Box not present: ready, box scheduling and box OSC latency not measured"

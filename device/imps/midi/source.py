@@ -1,20 +1,19 @@
 """MIDI controllers as an input source (see imps.inputs).
 
-Every open port delivers its messages (from its own thread: rtmidi's, the
-DIN reader's, a virtual device's) into one bounded queue. One thread,
-``imps-midi-in``, takes them in order, maps them with the device's
-:class:`~imps.midi.mapping.InputMap` and emits the control updates to the
-engine; between messages it rescans the ports (hot-plug, watcher.py).
+Every open port delivers its messages from its own thread (rtmidi's, the
+DIN reader's, a virtual device's); each is mapped there with the device's
+:class:`~imps.midi.mapping.InputMap` and the control updates go straight to
+the engine (whose inbox never blocks). One thread, ``imps-midi-in``, looks
+for ports every ``scan_interval`` (hot-plug, watcher.py).
 Unmapped channel messages are counted; clock, SysEx and other system
 messages are counted apart as ignored. Nothing here raises into the music.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from typing import List, Optional
+from typing import Optional
 
 from ..inputs import Emit
 from ..threads import join_or_complain
@@ -44,13 +43,14 @@ class MidiInput:
 
     name = "midi"
 
-    def __init__(self, settings: MidiSettings, queue_size: int = 1024, system=None):
+    def __init__(self, settings: MidiSettings, system=None):
         self.settings = settings
         self.maps = [InputMap(d.map) for d in settings.input]
-        self.counters = dict(received=0, events=0, unmapped=0, ignored=0, dropped=0, callback_errors=0)
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.counters = dict(received=0, events=0, unmapped=0, ignored=0, callback_errors=0, errors=0)
+        self._count_lock = threading.Lock()   # ports of different devices deliver from different threads
         self._emit: Optional[Emit] = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._rate = Rate()
         self.watcher = PortWatcher(settings.input, "input", self._open_port,
@@ -66,13 +66,14 @@ class MidiInput:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._wake.set()
         thread, self._thread = self._thread, None
         join_or_complain(thread, timeout, "MIDI input")
         self.watcher.close_all()
 
     @property
     def thread(self) -> Optional[threading.Thread]:
-        """The running thread (None when stopped), for the box's supervision."""
+        """The running (scanning) thread, None when stopped: for the box's supervision."""
         return self._thread
 
     def alive(self) -> bool:
@@ -87,18 +88,19 @@ class MidiInput:
 
     def rescan(self) -> None:
         """Look for ports now (the thread also does it every scan_interval)."""
-        self._queue.put(None)
+        self._wake.set()
 
     # -- ports -------------------------------------------------------------------
     def _open_port(self, index: int, transport, name: str):
-        put = self._queue.put_nowait
-        counters = self.counters
-
-        def deliver(msg, index=index):   # in the port's own thread: hand over, never block
+        def deliver(msg, index=index):
+            # In the port's own thread (rtmidi's, the DIN reader's): map and emit straight away,
+            # one hand-over fewer than queueing to our thread; emit never blocks (engine inbox).
             try:
-                put((index, msg))
-            except queue.Full:
-                counters["dropped"] += 1
+                self._handle(index, msg)
+            except Exception:            # a mapping bug must not end MIDI input: say so once, carry on
+                self._count("errors")
+                if self.counters["errors"] == 1:
+                    log.exception("MIDI input: error handling %s", msg)
         return transport.open_input(name, callback=deliver)
 
     def _garbage(self) -> int:
@@ -106,45 +108,29 @@ class MidiInput:
             ports = list(self.watcher.ports.values())
         return sum(p.stream.garbage for p in ports if hasattr(p, "stream"))
 
-    # -- the thread ----------------------------------------------------------------
+    def _count(self, key: str) -> None:
+        with self._count_lock:
+            self.counters[key] += 1
+
+    # -- the thread: hot-plug ------------------------------------------------------
     def _run(self) -> None:
-        interval = self.settings.scan_interval
-        next_scan = 0.0
-        get = self._queue.get
         while not self._stop.is_set():
-            now = time.monotonic()
-            if now >= next_scan:
-                self.watcher.scan()
-                next_scan = time.monotonic() + interval
-            try:
-                item = get(timeout=max(0.0, min(next_scan - time.monotonic(), 0.25)))
-            except queue.Empty:
-                continue
-            if item is None:                 # rescan() asked for a look now
-                next_scan = 0.0
-                continue
-            try:
-                self._handle(*item)
-            except Exception:                # a mapping bug must not end MIDI input: say so, carry on
-                self.counters["errors"] = self.counters.get("errors", 0) + 1
-                log.exception("MIDI input: error handling %s", item[1])
+            self.watcher.scan()
+            self._wake.wait(self.settings.scan_interval)
+            self._wake.clear()
 
     def _handle(self, index: int, msg) -> None:
-        c = self.counters
-        c["received"] += 1
+        self._count("received")
         updates = self.maps[index].updates(msg)
         if updates is None:
-            c["unmapped" if msg.type in CHANNEL_TYPES else "ignored"] += 1
+            self._count("unmapped" if msg.type in CHANNEL_TYPES else "ignored")
             return
         if not updates:
             return
-        channels: List[int] = [u[0] for u in updates]
-        values: List[float] = [u[1] for u in updates]
-        c["events"] += 1
+        self._count("events")
         try:
-            self._emit(values, channels)
-        except Exception:   # the engine's bug must not kill the reader; say so loudly, once
-            c["callback_errors"] += 1
-            if c["callback_errors"] == 1:
+            self._emit([u[1] for u in updates], [u[0] for u in updates])
+        except Exception:   # the engine's bug must not kill the port's thread; say so loudly, once
+            self._count("callback_errors")
+            if self.counters["callback_errors"] == 1:
                 log.exception("the input callback raised on MIDI %s", msg)
-

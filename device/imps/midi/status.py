@@ -9,8 +9,8 @@ def status_text(midi_in=None, midi_out=None) -> str:
         text = f"MIDI in {len(st['devices'])} dev {st['per_second']:.0f}/s"
         if st["unmapped"]:
             text += f" unmapped {st['unmapped']}"
-        if st["garbage"] or st["dropped"]:
-            text += f" bad {st['garbage'] + st['dropped']}"
+        if st["garbage"] or st["errors"]:
+            text += f" bad {st['garbage'] + st['errors']}"
         parts.append(text)
     if midi_out is not None:
         st = midi_out.status()

@@ -36,11 +36,15 @@ class AlsaTransport:
     def __init__(self):
         try:
             import mido
-            import rtmidi  # noqa: F401  (python-rtmidi: fail here, with a clear message)
+            import rtmidi   # python-rtmidi: fail here, with a clear message
         except ImportError:
             raise DeviceError("MIDI transport \"alsa\" needs python-rtmidi, which is not installed "
                               "(pip install python-rtmidi; on 32-bit Pi OS it comes from piwheels or "
-                              "builds with libasound2-dev)") from None
+                              "builds with g++, pkg-config and libasound2-dev)") from None
+        if rtmidi.API_LINUX_ALSA not in rtmidi.get_compiled_api():
+            # python-rtmidi builds without ALSA, silently, when libasound2-dev is missing
+            raise DeviceError("python-rtmidi was built without ALSA support: install libasound2-dev, then "
+                              "pip install --force-reinstall --no-binary python-rtmidi python-rtmidi")
         self._backend = mido.Backend("mido.backends.rtmidi", api="LINUX_ALSA", load=True)
 
     def input_names(self) -> List[str]:
