@@ -105,3 +105,20 @@ def test_training_imports_midi_files_as_a_dataset(tmp_path, capsys):
                  "--midi-map", str(PACKAGE_DIR / "box.midi-keyboard.example.toml")]) == 0
     mapped = load_dataset(tmp_path / "mapped.npz")
     assert mapped.dimension == 4 and np.allclose(mapped.performance(0)[2:4, 1:], [[47 / 127, 31 / 127, 0.0], [47 / 127, 31 / 127, 1 / 127]])
+
+
+def test_imps_run_plays_a_midi_file_as_the_performer(tmp_path, device_python):
+    """`make run MIDI=song.mid`: the file through a virtual MIDI device into the box, the model out to
+    the virtual synth, whose last notes show in the final status line."""
+    import subprocess
+    song = long_song(tmp_path / "song.mid", 40)
+    (tmp_path / "box.toml").write_text("[osc]\ninterface_port = 0\ncontrol_port = 0\n")   # any free ports
+    r = subprocess.run([device_python, "-m", "imps", "run", "--config", str(tmp_path / "box.toml"),
+                        "--midi-file", str(song), "--mode", "layered",
+                        "--duration", "4", "-q", "--no-log", "--seed", "1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    final = r.stderr.strip().splitlines()[-1]
+    assert "MIDI in 1 dev" in final and "MIDI out 1 dev" in final, final
+    assert " n" in final.split("MIDI out")[1], final          # notes were played to the virtual synth
+    assert "MIDI input connected: IMPS MIDI file player" in r.stderr
