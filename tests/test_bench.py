@@ -124,7 +124,11 @@ def test_tiny_run_writes_every_measurement(tiny_run):
             assert r["ratio"] > 0
     kinds = {r["benchmark"] for r in rows}
     assert {"cold_start", "cold_start_rss", "cold_start_hwm"} <= kinds
-    assert {"schedule_error", "input_to_output"} <= kinds, doc.get("notes")
+    assert {"schedule_error", "input_to_output", "midi_in_to_out"} <= kinds, doc.get("notes")
+    midi = {r["note"]: r for r in rows if r["benchmark"] == "midi_in_to_out"}
+    assert set(midi) == {"midi box layered", "midi din box layered"}
+    assert all(r["n"] >= 25 and 0 < r["median"] <= r["p99"] for r in midi.values())
+    assert "midi_in_to_out" in stdout
     hwm = next(r for r in rows if r["benchmark"] == "cold_start_hwm")
     assert hwm["unit"] == "MB" and 5 < hwm["median"] < 2000
     assert "predict/invoke" in stdout and "wrote" in stdout

@@ -401,7 +401,7 @@ def headline(rows: list[dict]) -> list[str]:
             lines.append(f"{b:<14} {r['runtime']:<14} median {r['median']:.0f} ms (max {r['max']:.0f})")
         elif b in ("cold_start_hwm", "ready_rss"):
             lines.append(f"{b:<14} {r['runtime']:<14} peak RSS {r['max']:.1f} MB")
-        elif b in ("schedule_error", "input_to_output"):
+        elif b in ("schedule_error", "input_to_output", "midi_in_to_out"):
             lines.append(f"{b:<15} {r.get('note') or '':<20} p50 {r['median']:.3f} ms, p99 {r['p99']:.3f} ms "
                          f"(n={r['n']})")
     return lines
