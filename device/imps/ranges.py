@@ -70,6 +70,12 @@ PIN = Range(0, 27, integer=True, what="a BCM pin number")   # on the 40-pin head
 CONTROL = Range(0, 63, integer=True, what="a control index")  # 0-based, dt not counted
 PORT = Range(0, 65535, integer=True, what="a UDP port")       # 0: any free port (tests)
 TIME_SCALE = Range(0.01, 100.0)
+BAUDRATE = Range(300, 4_000_000, integer=True)
+# MIDI map entries ([[midi.input]] / [[midi.output]] map = [...], checked in midi/settings.py)
+MIDI_CHANNEL = Range(1, 16, integer=True, what="a MIDI channel")
+MIDI_CHANNEL_OR_ANY = Range(0, 16, integer=True, what="a MIDI channel (0: any)")
+MIDI_VALUE = Range(0, 127, integer=True, what="a MIDI data value")
+MIDI_VELOCITY = Range(1, 127, integer=True, what="a note-on velocity")
 
 RANGES: dict[tuple[str, str], Range] = {
     ("model", "threads"): Range(1, 64, integer=True),
@@ -95,7 +101,7 @@ RANGES: dict[tuple[str, str], Range] = {
 
     ("status", "interval"): Range(0.05, 60.0, SECONDS),
 
-    ("serial", "baudrate"): Range(300, 4_000_000, integer=True),
+    ("serial", "baudrate"): BAUDRATE,
     ("serial", "channels"): CONTROL,
     ("serial", "calibration"): Range(-1e6, 1e6),
     ("serial", "retry_interval"): Range(0.01, 60.0, SECONDS),
@@ -116,6 +122,9 @@ RANGES: dict[tuple[str, str], Range] = {
     ("pads", "pins"): PIN,
     ("pads", "controls"): CONTROL,
     ("pads", "debounce"): Range(0.001, 1.0, SECONDS),
+
+    ("midi", "scan_interval"): Range(0.05, 60.0, SECONDS),
+    ("midi", "max_sysex"): Range(16, 16 * 2**20, "bytes", integer=True),
 }
 
 

@@ -24,7 +24,7 @@ import mido
 import mido.ports
 import serial
 
-from ..threads import join_or_complain
+from ..threads import SupervisedThread, join_or_complain
 
 log = logging.getLogger("imps.midi")
 
@@ -149,7 +149,7 @@ class DinInput(mido.ports.BaseInput):
             raise OSError(f"cannot open DIN MIDI input {self.name} at {baudrate} baud: {exc} "
                           "(UART not enabled, in use, or no permission: dialout group?)") from None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="imps-midi-din-in", daemon=True)
+        self._thread = SupervisedThread(self._run, "imps-midi-din-in")
 
     def _run(self) -> None:
         port = self._serial

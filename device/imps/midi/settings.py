@@ -23,10 +23,10 @@ device, the entry, the key and what was expected.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Tuple
 
+from .. import ranges
 from ..errors import ConfigError
 
 #: Input rule types and what they give (all scaled to [0, 1]):
@@ -70,15 +70,14 @@ class Rule:
             raise ConfigError(f"type = {kind!r}: expected one of {', '.join(types)}")
         if "control" not in d:
             raise ConfigError(f"{kind}: control (the control index it drives) is missing")
-        control = _int(d, "control", 0, 255)
-        lowest = 1 if output else 0
-        channel = _int(d, "channel", lowest, 16, 1 if output else 0)
+        control = _int(d, "control", ranges.CONTROL)
+        channel = _int(d, "channel", ranges.MIDI_CHANNEL if output else ranges.MIDI_CHANNEL_OR_ANY, 1 if output else 0)
         number = d.get("number")
         if kind in ("control_change", "gate"):
             if number is None:
                 what = "CC number" if kind == "control_change" else "note number"
                 raise ConfigError(f"{kind}: number (the {what}, 0..127) is missing")
-            number = _int(d, "number", 0, 127)
+            number = _int(d, "number", ranges.MIDI_VALUE)
         elif number is not None:
             raise ConfigError(f"{kind}: number = {number!r} means nothing here (only control_change and gate)")
         low, high = 0, 127
@@ -91,7 +90,7 @@ class Rule:
             if kind not in ("control_change", "channel_pressure", "note"):
                 raise ConfigError(f"{kind}: range applies only to control_change, channel_pressure and note")
             low, high = r
-        velocity = _int(d, "velocity", 1, 127, 127)
+        velocity = _int(d, "velocity", ranges.MIDI_VELOCITY, 127)
         if "velocity" in d and not (output and kind in ("note", "gate")):
             raise ConfigError(f"{kind}: velocity applies only to output note and gate rules")
         return cls(kind, control, channel, number, low, high, velocity)
@@ -120,7 +119,7 @@ class DeviceSettings:
         transport = d.get("transport", "alsa")
         if transport not in TRANSPORTS:
             raise ConfigError(f"transport = {transport!r}: expected one of {', '.join(TRANSPORTS)}")
-        baudrate = _int(d, "baudrate", 300, 4_000_000, DIN_BAUDRATE)
+        baudrate = _int(d, "baudrate", ranges.BAUDRATE, DIN_BAUDRATE)
         if "baudrate" in d and transport != "din":
             raise ConfigError(f"baudrate applies only to transport = \"din\" (this is {transport!r})")
         voices = d.get("voices", ["model"])
@@ -150,10 +149,8 @@ class MidiSettings:
     max_sysex: int = 65536               # DIN: longer SysEx messages are counted and skipped
 
     def __post_init__(self):
-        if not (isinstance(self.scan_interval, (int, float)) and 0.05 <= self.scan_interval <= 60):
-            raise ConfigError(f"scan_interval = {self.scan_interval!r}: expected seconds from 0.05 to 60")
-        if not (isinstance(self.max_sysex, int) and 16 <= self.max_sysex <= 16 * 2 ** 20):
-            raise ConfigError(f"max_sysex = {self.max_sysex!r}: expected bytes from 16 to {16 * 2 ** 20}")
+        ranges.check("midi", "scan_interval", self.scan_interval, "scan_interval")
+        ranges.check("midi", "max_sysex", self.max_sysex, "max_sysex")
         self.input = _devices(self.input, "input", output=False)
         self.output = _devices(self.output, "output", output=True)
 
@@ -201,11 +198,10 @@ def _devices(value, direction: str, output: bool) -> Tuple[DeviceSettings, ...]:
     return tuple(devices)
 
 
-def _int(d: dict, key: str, lo: int, hi: int, default: Optional[int] = None) -> int:
+def _int(d: dict, key: str, allowed: "ranges.Range", default: Optional[int] = None) -> int:
     value = d.get(key, default)
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ConfigError(f"{key} = {value!r}: expected an integer {lo}..{hi}"
-                          + (" (0: any)" if key == "channel" and lo == 0 else ""))
-    return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} = {value!r}: expected {allowed}")
+    return allowed.check(key, value)

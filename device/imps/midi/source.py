@@ -16,7 +16,7 @@ import time
 from typing import Optional
 
 from ..inputs import Emit
-from ..threads import join_or_complain
+from ..threads import SupervisedThread, join_or_complain
 from .mapping import CHANNEL_TYPES, InputMap
 from .settings import MidiSettings
 from .watcher import PortWatcher
@@ -61,7 +61,7 @@ class MidiInput:
         if self._thread is not None:
             raise RuntimeError("MidiInput already started")
         self._emit = emit
-        self._thread = threading.Thread(target=self._run, name="imps-midi-in", daemon=True)
+        self._thread = SupervisedThread(self._run, "imps-midi-in")
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:

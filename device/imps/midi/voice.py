@@ -22,7 +22,7 @@ from collections import deque
 from typing import Optional
 
 from ..osc_io import MODEL_VOICE, PERFORMER_VOICE, SILENCE
-from ..threads import join_or_complain
+from ..threads import SupervisedThread, join_or_complain
 from .mapping import OutputMap
 from .settings import MidiSettings
 from .source import Rate
@@ -86,7 +86,7 @@ class MidiOutput:
 
     def start(self) -> "MidiOutput":
         self.watcher.scan()                  # outputs present at start are there before the first note
-        self._thread = threading.Thread(target=self._run, name="imps-midi-out", daemon=True)
+        self._thread = SupervisedThread(self._run, "imps-midi-out")
         self._thread.start()
         return self
 
