@@ -47,6 +47,7 @@ PERFORMER_VOICE = "/performer"
 MODEL_VOICE = "/model"
 SILENCE = "/silence"
 
+PATTERN_CHARS = frozenset("*?[]{}")   # an address with any of these is an OSC address pattern
 REPORT_EVERY = 10.0     # seconds between journal lines about one kind of bad input
 MAX_BUNDLE_DEPTH = 8    # bundles nest at most this deep (a packet is at most 64 KiB anyway)
 
@@ -233,8 +234,9 @@ class OscReceiver:
                  receive_buffer: int | None = None):
         self.name = name
         self.dispatcher = Dispatcher()
+        self._literal: dict[str, Callable[[list], None]] = {}  # the same routes, for plain addresses without a regex
         for address, handler in handlers.items():
-            self.dispatcher.map(address, handler)
+            self.route(address, handler)
         self.errors: Counter = Counter()
         self.received = 0
         self.packets = 0
@@ -257,6 +259,11 @@ class OscReceiver:
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
         self.thread = SupervisedThread(self._run, f"imps-{name}")
+
+    def route(self, address: str, handler: Callable[[list], None]) -> None:
+        """Send messages for ``address`` (or a pattern matching it) to ``handler(args)``."""
+        self.dispatcher.map(address, handler)
+        self._literal[address] = handler
 
     def start(self) -> "OscReceiver":
         self.thread.start()
@@ -314,11 +321,13 @@ class OscReceiver:
             self._count("malformed", f"{exc} ({len(data)} bytes)")
             return
         for address, args in messages:
-            matched = False
-            for handler in self.dispatcher.handlers_for_address(address):
-                matched = True
-                self._call(handler.callback, address, args)
-            if not matched:
+            if not PATTERN_CHARS.intersection(address):
+                callbacks = [self._literal[address]] if address in self._literal else []
+            else:   # an OSC address pattern (/*_temperature): python-osc's matching
+                callbacks = [h.callback for h in self.dispatcher.handlers_for_address(address)]
+            for callback in callbacks:
+                self._call(callback, address, args)
+            if not callbacks:
                 self._count("unknown address", repr(address[:40]))
 
     def _call(self, callback, address: str, args: list) -> None:
