@@ -33,7 +33,8 @@ def _train(args) -> int:
     config = TrainConfig(size=args.size, seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs,
                          patience=args.patience, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
                          windows_per_epoch=args.windows_per_epoch, val_windows=args.val_windows,
-                         input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures)
+                         input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures,
+                         max_minutes=args.max_minutes, split_seed=args.split_seed)
     dataset = load_dataset(args.dataset)
     result = train(dataset, args.out, config, progress=not args.quiet)
     print(f"{args.out}: {result['epochs_run']} epochs in {result['seconds']:.0f} s "
@@ -82,7 +83,8 @@ def _experiment(args) -> int:
     config = TrainConfig(seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs, patience=patience,
                          learning_rate=args.learning_rate, val_fraction=args.val_fraction,
                          windows_per_epoch=args.windows_per_epoch, val_windows=args.val_windows,
-                         input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures)
+                         input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures,
+                         max_minutes=args.max_minutes, split_seed=args.split_seed)
     dataset = load_dataset(args.dataset)
     summary = run_experiment(dataset, args.sizes.split(","), args.out, config, label=args.label or Path(args.dataset).stem,
                              progress=not args.quiet, resume=args.resume)
@@ -94,20 +96,43 @@ def _experiment(args) -> int:
     return 0
 
 
+def _seeds(args) -> int:
+    from .seeds import load_summaries, write
+    rows = write(load_summaries(args.summaries), args.out, args.label)
+    for r in rows:
+        print(f"{r['units']:>5} units, {r['seeds']} seeds: best validation loss {r['best_val_mean']:.3f} "
+              f"± {r['best_val_sd']:.3f} (range {r['best_val_min']:.3f} to {r['best_val_max']:.3f})")
+    print(f"wrote {args.out}/seeds.csv, seeds.json and seeds.png")
+    return 0
+
+
 def _temperatures(args) -> int:
     from imps.dataset import load_dataset
-    from .temperatures import explore, parse_floats
+    from .temperatures import explore, parse_floats, parse_seeds
     summary = explore(args.model, load_dataset(args.dataset), args.out,
                       parse_floats(args.pi, "--pi"), parse_floats(args.sigma, "--sigma"), steps=args.steps,
                       prime_rows=args.prime_rows, val_fraction=args.val_fraction, split_seed=args.split_seed,
-                      seed=args.seed, nll_rows=args.nll_rows, runtime=args.runtime, progress=not args.quiet,
-                      repeats=args.repeats)
+                      seeds=parse_seeds(args.seeds), per_performance=args.primings_per_performance,
+                      nll_rows=args.nll_rows, runtime=args.runtime, progress=not args.quiet,
+                      choose_by=args.choose_by)
     b = summary["best"]
-    print(f"closest to held-out playing: pi {b['pi_temperature']:g}, sigma {b['sigma_temperature']:g} "
-          f"(mean W1 {b['w1_mean']:.4f}: dt {b['w1_dt']:.4f} s, values {b['w1_values']:.4f}, "
-          f"step {b['w1_step']:.4f})")
+    print(f"chosen on {summary['choosing']['performances']} held-out performances: pi {b['pi_temperature']:g}, "
+          f"sigma {b['sigma_temperature']:g}; on {summary['scoring']['performances']} others it scores mean W1 "
+          f"{b['w1_mean']:.4f} (dt {b['w1_dt']:.4f} s, values {b['w1_values']:.4f}, step {b['w1_step']:.4f}), "
+          f"structure {b['structure']:.3f} (axis-aligned {100 * b['axis_generated']:.0f}% vs real "
+          f"{100 * b['axis_real']:.0f}%), rank {b['rank_on_scoring_set']} of {len(summary['cells'])} there")
     print(f"wrote {args.out}/temperatures.csv, temperatures.json and temperature-grid.png")
     return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+    if not (value > 0 and value < 1e6):
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1e6 minutes, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--windows-per-epoch", type=int, help="cap training windows per epoch (default: all)")
     t.add_argument("--val-windows", type=int, help="cap validation windows, evenly spread (default: all)")
     t.add_argument("--scale", type=float, default=10.0, help="input scale (default 10, the published convention)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="initialisation and sampling seed (default 0)")
+    t.add_argument("--split-seed", type=int,
+                   help="seed of the held-out split (default: --seed); fix it to vary only the initialisation")
+    t.add_argument("--max-minutes", type=_positive_float,
+                   help="wall-time budget: stop after the first epoch that ends past it (best weights kept)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 
@@ -235,11 +264,24 @@ def _add_experiment_commands(sub) -> None:
                                                          "(default: all)")
     x.add_argument("--val-windows", type=int, help="cap validation windows, evenly spread (default: all)")
     x.add_argument("--scale", type=float, default=10.0, help="input scale (default 10, the published convention)")
-    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--seed", type=int, default=0, help="initialisation and sampling seed (default 0)")
+    x.add_argument("--split-seed", type=int,
+                   help="seed of the held-out split (default: --seed); fix it to vary only the initialisation")
+    x.add_argument("--max-minutes", type=_positive_float,
+                   help="wall-time budget per size: stop after the first epoch past it (a stated cap)")
     x.add_argument("--resume", action="store_true",
                    help="keep sizes already trained in --out with identical settings instead of retraining")
     x.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     x.set_defaults(func=_experiment)
+
+    c = sub.add_parser("seeds", help="pool several seeds of one size experiment: mean and spread per size",
+                       description="Read the summary.json of several `imps-train experiment` runs that differ only "
+                                   "in --seed and write seeds.csv, seeds.json (mean, sd, range of the best and "
+                                   "last-five validation loss per size) and seeds.png (every seed's curves).")
+    c.add_argument("summaries", nargs="+", help="experiment directories or their summary.json files")
+    c.add_argument("-o", "--out", required=True, help="directory to write")
+    c.add_argument("--label", help="dataset name for the figure")
+    c.set_defaults(func=_seeds)
 
     m = sub.add_parser("temperatures", help="generate over a grid of pi/sigma temperatures, draw and score it",
                        description="Prime an exported model with a held-out performance and let it play over a "
@@ -255,13 +297,14 @@ def _add_experiment_commands(sub) -> None:
     m.add_argument("--sigma", default="0.001,0.01,0.1,0.5", help="sigma temperatures (default 0.001,0.01,0.1,0.5)")
     m.add_argument("--steps", type=int, default=500, help="events generated per cell (default 500)")
     m.add_argument("--prime-rows", type=int, default=50, help="held-out rows fed before generating (default 50)")
-    m.add_argument("--repeats", type=int, default=3,
-                   help="generate each cell this many times, primed from that many held-out performances, "
-                        "and score them together (default 3; the figure draws the first)")
+    m.add_argument("--primings-per-performance", type=int, default=3,
+                   help="primings from non-overlapping stretches of each held-out performance (default 3)")
+    m.add_argument("--seeds", default="0,1,2", help="sampling seeds, comma-separated (default 0,1,2)")
+    m.add_argument("--choose-by", default="w1_mean", choices=["w1_mean", "structure"],
+                   help="the score that picks the best cell on the choosing set (default w1_mean)")
     m.add_argument("--nll-rows", type=int, default=2000, help="held-out rows scored for the NLL (default 2000)")
     m.add_argument("--val-fraction", type=float, default=0.1, help="the training split's (default 0.1)")
     m.add_argument("--split-seed", type=int, default=0, help="the training split's seed (default 0)")
-    m.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every cell (default 0)")
     m.add_argument("--runtime", default="ai-edge-litert", choices=["ai-edge-litert"],
                    help="device runtime (ai-edge-litert: the only one that shares a process with TensorFlow)")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

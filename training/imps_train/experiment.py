@@ -25,7 +25,8 @@ from .train import TrainConfig, load_run, train
 
 SUMMARY_FIELDS = ["size", "units", "epochs_run", "best_epoch", "best_val_loss", "final_val_loss",
                   "best_train_loss", "final_train_loss", "seconds", "seconds_per_epoch",
-                  "train_windows", "val_windows", "windows_per_epoch", "val_windows_cap", "run_dir"]
+                  "train_windows", "val_windows", "windows_per_epoch", "val_windows_cap", "stopped_by_time_budget",
+                  "run_dir"]
 
 
 class ExperimentError(ImpsError):
@@ -70,6 +71,7 @@ def summarise(run: dict, run_dir: Path) -> dict:
         "seconds": run["seconds"], "seconds_per_epoch": run["seconds_per_epoch"],
         "train_windows": run["train_windows"], "val_windows": run["val_windows"],
         "windows_per_epoch": cfg["windows_per_epoch"], "val_windows_cap": cfg["val_windows"],
+        "stopped_by_time_budget": run.get("stopped_by_time_budget"),
         "run_dir": run_dir.name,
     }
 

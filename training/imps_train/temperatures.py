@@ -37,14 +37,17 @@ from imps.dataset import Dataset
 from imps.errors import ImpsError
 from imps.model_file import split_params
 
+from . import structure
+from .structure import STROKE_GAP
 from .windows import split
 
 DEFAULT_PI = (0.5, 1.0, 1.5, 2.0)
 DEFAULT_SIGMA = (0.001, 0.01, 0.1, 0.5)
-#: A pause longer than this starts a new stroke in the drawings (finger lifted).
-STROKE_GAP = 0.25
 CSV_FIELDS = ["pi_temperature", "sigma_temperature", "w1_dt", "w1_values", "w1_step", "w1_mean",
-              "heldout_nll", "mean_dt", "mean_step"]
+              "w1_mean_sd_seeds", "w1_mean_sd_primings", "structure", "structure_sd_seeds",
+              "structure_sd_primings", "d_axis", "d_dir", "d_stroke", "d_pause", "axis_generated", "axis_real",
+              "mean_stroke_generated", "mean_stroke_real", "heldout_nll", "mean_dt", "mean_step",
+              "w1_mean_choosing", "structure_choosing"]
 
 
 class TemperatureError(ImpsError):
@@ -59,6 +62,16 @@ def parse_floats(text: str, name: str) -> list[float]:
     if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
         raise TemperatureError(f"{name}: need one or more positive temperatures, got {text!r}")
     return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise TemperatureError(f"--seeds: expected comma-separated whole numbers, got {text!r}") from None
+    if not seeds or any(not 0 <= v < 2 ** 31 for v in seeds) or len(set(seeds)) != len(seeds):
+        raise TemperatureError(f"--seeds: need distinct seeds from 0 to 2**31 - 1, got {text!r}")
+    return seeds
 
 
 def wasserstein_1d(a, b, quantiles: int = 512) -> float:
@@ -117,8 +130,10 @@ def tempered_nll(params: np.ndarray, targets: np.ndarray, dimension: int, mixtur
 class Cell:
     pi_temperature: float
     sigma_temperature: float
-    rows: np.ndarray
-    metrics: dict
+    rows: np.ndarray            # the run drawn in the figure (first seed, first scoring priming)
+    metrics: dict               # scores on the scoring set, mean over seeds (the numbers to believe)
+    choose: dict                # the same scores on the choosing set, mean over seeds (used only to choose)
+    spread: dict                # standard deviations over seeds and over primings of the scoring set
 
 
 def generate(model, prime: np.ndarray, steps: int, seed: int) -> np.ndarray:
@@ -135,21 +150,77 @@ def generate(model, prime: np.ndarray, steps: int, seed: int) -> np.ndarray:
     return out
 
 
+@dataclass
+class Segment:
+    """One priming: rows [start, start + prime_rows) of a held-out performance, then its real continuation."""
+    performance: int            # index among the held-out performances
+    start: int
+    prime: np.ndarray
+    real_next: np.ndarray
+
+
+def held_out_sets(perfs: list, prime_rows: int, steps: int, per_performance: int) -> tuple[list, list, list, list]:
+    """Split held-out performances into a choosing and a scoring set, disjoint by performance.
+
+    Performances alternate between the two sets in order of length (longest first), so both
+    get long and short ones. Each performance gives up to ``per_performance`` primings from
+    non-overlapping stretches of prime_rows + steps rows, evenly spread, so no two primings share
+    a row. Returns (choose_segments, score_segments, choose_perfs, score_perfs).
+    """
+    need = prime_rows + steps
+    usable = [(i, p) for i, p in enumerate(perfs) if len(p) >= need]
+    if len(usable) < 2:
+        raise TemperatureError(
+            f"need at least 2 held-out performances of {need} rows or more (priming {prime_rows} + {steps} "
+            f"generated) so that choosing and scoring use different performances; found {len(usable)} "
+            f"(use a larger --val-fraction or shorter --steps / --prime-rows)")
+    if per_performance < 1:
+        raise TemperatureError(f"primings per performance must be at least 1, got {per_performance}")
+    usable.sort(key=lambda ip: len(ip[1]), reverse=True)
+    sets = ([], []), ([], [])
+    for n, (i, perf) in enumerate(usable):
+        segments, whole = sets[n % 2]
+        whole.append(perf)
+        count = min(per_performance, len(perf) // need)
+        for start in np.linspace(0, len(perf) - need, count).astype(int) if count > 1 else [0]:
+            segments.append(Segment(i, int(start), perf[start:start + prime_rows],
+                                    perf[start + prime_rows:start + need]))
+    (choose, choose_perfs), (score, score_perfs) = sets
+    return choose, score, choose_perfs, score_perfs
+
+
+def score_runs(runs: list, real_perfs: list, real_next: list, columns) -> dict:
+    """W1 distances against the set's whole performances, structure against its real continuations."""
+    return distances(runs, real_perfs) | structure.compare(runs, real_next, columns)
+
+
+SCORES = ["w1_dt", "w1_values", "w1_step", "w1_mean", "structure", "d_axis", "d_dir", "d_stroke", "d_pause",
+          "axis_generated", "axis_real", "mean_stroke_generated", "mean_stroke_real", "mean_dt", "mean_step"]
+
+
 def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAULT_SIGMA, steps: int = 500,
-            prime_rows: int = 50, val_fraction: float = 0.1, split_seed: int = 0, seed: int = 0,
-            nll_rows: int = 2000, runtime: str = "ai-edge-litert", progress: bool = True, repeats: int = 3) -> dict:
+            prime_rows: int = 50, val_fraction: float = 0.1, split_seed: int = 0, seeds=(0,),
+            per_performance: int = 3, nll_rows: int = 2000, runtime: str = "ai-edge-litert",
+            progress: bool = True, choose_by: str = "w1_mean") -> dict:
     """Generate and score every (pi, sigma) cell; write temperatures.csv/json and temperature-grid.png.
 
-    Each cell is generated ``repeats`` times, primed from the ``repeats`` longest held-out
-    performances (sampling seeds seed, seed + 1, ...), and scored on all of it; the
-    figure draws the first.
+    The held-out performances are split into a choosing set and a scoring set (different
+    performances, see held_out_sets). Every cell plays from every priming of both sets with
+    each sampling seed. The best cell is picked by ``choose_by`` (mean over seeds) on the
+    choosing set only; every number reported as the cell's score comes from the scoring set,
+    which played no part in the choice.
     """
     from tqdm.auto import tqdm
 
     from imps.runtime import MDRNN
 
+    if choose_by not in ("w1_mean", "structure"):
+        raise TemperatureError(f"choose by w1_mean or structure, not {choose_by!r}")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise TemperatureError("give at least one sampling seed")
     model_path, out = Path(model_path), Path(out_dir)
-    model = MDRNN(model_path, runtime=runtime, seed=seed)
+    model = MDRNN(model_path, runtime=runtime, seed=seeds[0])
     if dataset.dimension != model.dimension:
         raise TemperatureError(f"model {model_path.name} is {model.dimension}-D but the dataset is "
                                f"{dataset.dimension}-D")
@@ -158,18 +229,13 @@ def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAUL
     if not perfs:
         raise TemperatureError(f"no held-out performance longer than {prime_rows} rows to prime with "
                                f"(use --prime-rows smaller)")
-    if repeats < 1:
-        raise TemperatureError(f"repeats must be at least 1, got {repeats}")
-    longest = sorted(perfs, key=len, reverse=True)
-    primes = [longest[i % len(longest)][:prime_rows] for i in range(repeats)]
-    first = longest[0]
-    prime = primes[0]
-    real_next = first[prime_rows:prime_rows + steps]
+    choose_segs, score_segs, choose_perfs, score_perfs = held_out_sets(perfs, prime_rows, steps, per_performance)
+    columns = structure.direction_columns(model.dimension)
 
-    # Teacher-forced mixture parameters for the held-out rows, once: tempering only changes how they are read.
+    # Teacher-forced mixture parameters for the scoring set's rows, once: tempering only changes how they are read.
     d, k, scale = model.dimension, model.shape.mixtures, model.shape.input_scale
     params, targets, budget = [], [], nll_rows
-    for perf in perfs:
+    for perf in score_perfs:
         if budget <= 1:
             break
         rows = perf[:budget]
@@ -180,49 +246,90 @@ def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAUL
         budget -= len(rows) - 1
     params, targets = np.array(params), np.array(targets)
 
+    def mean_of(dicts):
+        return {name: float(np.mean([m[name] for m in dicts])) for name in SCORES}
+
     cells = []
     grid = [(p, s) for s in sigmas for p in pis]
     for p, s in tqdm(grid, unit="cell", desc="temperature grid", disable=not progress):
         model.pi_temperature, model.sigma_temperature = p, s
-        runs = [generate(model, pr, steps, seed + r) for r, pr in enumerate(primes)]
-        rows = runs[0]
-        metrics = distances(runs, perfs)
-        metrics["heldout_nll"] = tempered_nll(params, targets, d, k, p, s)
+        on_choose, on_score, per_priming, first = [], [], [], None
+        for seed in seeds:
+            runs_c = [generate(model, g.prime, steps, seed * 1000 + n) for n, g in enumerate(choose_segs)]
+            runs_s = [generate(model, g.prime, steps, seed * 1000 + 500 + n) for n, g in enumerate(score_segs)]
+            first = runs_s[0] if first is None else first
+            on_choose.append(score_runs(runs_c, choose_perfs, [g.real_next for g in choose_segs], columns))
+            on_score.append(score_runs(runs_s, score_perfs, [g.real_next for g in score_segs], columns))
+            per_priming += [score_runs([r], score_perfs, [g.real_next], columns) for r, g in zip(runs_s, score_segs)]
+        metrics = mean_of(on_score) | {"heldout_nll": tempered_nll(params, targets, d, k, p, s)}
+        spread = {f"{name}_sd_seeds": float(np.std([m[name] for m in on_score], ddof=1)) if len(seeds) > 1
+                  else float("nan") for name in ("w1_mean", "structure")}
+        spread |= {f"{name}_sd_primings": float(np.std([m[name] for m in per_priming], ddof=1))
+                   for name in ("w1_mean", "structure")}
         if not all(math.isfinite(v) for v in metrics.values()):
             raise TemperatureError(f"pi {p:g}, sigma {s:g}: a non-finite score {metrics}; the model is broken")
-        cells.append(Cell(p, s, rows, metrics))
+        cells.append(Cell(p, s, first, metrics, mean_of(on_choose), spread))
 
+    chosen = min(cells, key=lambda c: c.choose[choose_by])
+    rank_on_score = sorted(cells, key=lambda c: c.metrics[choose_by]).index(chosen) + 1
+    # The noise floor: the real continuations of one set scored against the other set's performances.
+    real_metrics = score_runs([g.real_next for g in score_segs], choose_perfs, [g.real_next for g in choose_segs],
+                              columns)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "temperatures.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         for c in cells:
             w.writerow({"pi_temperature": c.pi_temperature, "sigma_temperature": c.sigma_temperature,
-                        **{name: f"{c.metrics[name]:.6g}" for name in CSV_FIELDS[2:]}})
-    best = min(cells, key=lambda c: c.metrics["w1_mean"])
-    # The noise floor: real continuations of the same primings, scored the same way.
-    real_metrics = distances([longest[i % len(longest)][prime_rows:prime_rows + steps] for i in range(repeats)
-                              if len(longest[i % len(longest)]) > prime_rows + 1], perfs)
-    summary = {"model": model_path.name, "units": model.shape.units, "steps": steps, "prime_rows": prime_rows,
-               "seed": seed, "repeats": repeats, "held_out_performances": len(perfs), "nll_rows": int(len(targets)),
-               "real_continuation": real_metrics,
-               "best": {"pi_temperature": best.pi_temperature, "sigma_temperature": best.sigma_temperature,
-                        **best.metrics},
+                        **{name: f"{c.metrics[name]:.6g}" for name in CSV_FIELDS[2:] if name in c.metrics},
+                        **{name: f"{c.spread[name]:.6g}" for name in CSV_FIELDS if name in c.spread},
+                        "w1_mean_choosing": f"{c.choose['w1_mean']:.6g}",
+                        "structure_choosing": f"{c.choose['structure']:.6g}"})
+
+    def describe(segs):
+        return [{"performance": g.performance, "start_row": g.start} for g in segs]
+
+    summary = {"model": model_path.name, "units": model.shape.units, "dimension": model.dimension,
+               "steps": steps, "prime_rows": prime_rows, "seeds": seeds, "choose_by": choose_by,
+               "direction_columns": columns, "held_out_performances": len(perfs),
+               "choosing": {"performances": len(choose_perfs), "primings": describe(choose_segs)},
+               "scoring": {"performances": len(score_perfs), "primings": describe(score_segs)},
+               "nll_rows": int(len(targets)), "real_continuation": real_metrics,
+               "best": {"pi_temperature": chosen.pi_temperature, "sigma_temperature": chosen.sigma_temperature,
+                        "rank_on_scoring_set": rank_on_score, **chosen.metrics, **chosen.spread,
+                        "choosing_set": chosen.choose},
                "cells": [{"pi_temperature": c.pi_temperature, "sigma_temperature": c.sigma_temperature,
-                          **c.metrics} for c in cells]}
+                          **c.metrics, **c.spread, "choosing_set": c.choose} for c in cells]}
     (out / "temperatures.json").write_text(json.dumps(summary, indent=2) + "\n")
-    grid_figure(cells, list(pis), list(sigmas), prime, real_next, real_metrics, out / "temperature-grid.png",
+    g0 = score_segs[0]
+    grid_figure(cells, list(pis), list(sigmas), g0.prime, g0.real_next, real_metrics, chosen,
+                out / "temperature-grid.png",
                 f"{model_path.name} ({model.shape.units} units): {steps} generated events per cell after "
-                f"{prime_rows} held-out rows")
+                f"{prime_rows} held-out rows; chosen on {len(choose_segs)} primings from {len(choose_perfs)} "
+                f"performances, scored on {len(score_segs)} from {len(score_perfs)} others, "
+                f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
     return summary
 
 
 def _draw_path(ax, rows: np.ndarray, cmap, norm, colour=None):
-    """x/y path, pressure as line width and colour; a new stroke after each long pause."""
+    """x/y path, pressure as line width and colour; a new stroke after each long pause.
+    Not 4-D (no x/y pad): every control against event number instead, one line each."""
     from matplotlib.collections import LineCollection
 
+    if rows.shape[1] != 4:
+        t = np.arange(len(rows))
+        colours = (colour,) * rows.shape[1] if colour is not None else \
+            [cmap(norm(i / max(1, rows.shape[1] - 2))) for i in range(rows.shape[1] - 1)]
+        for i in range(1, rows.shape[1]):
+            ax.plot(t, rows[:, i], lw=0.7, color=colours[i - 1])
+        pauses = np.flatnonzero(rows[1:, 0] > STROKE_GAP) + 1
+        ax.vlines(pauses, -0.02, 1.02, color="0.75", lw=0.5, zorder=0)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     xy = rows[:, 1:3]
-    pressure = rows[:, 3] if rows.shape[1] > 3 else np.full(len(rows), 0.5)
+    pressure = rows[:, 3]
     segs = np.stack([xy[:-1], xy[1:]], axis=1)
     joined = rows[1:, 0] <= STROKE_GAP
     mid = 0.5 * (pressure[:-1] + pressure[1:])
@@ -237,7 +344,13 @@ def _draw_path(ax, rows: np.ndarray, cmap, norm, colour=None):
     ax.set_yticks([])
 
 
-def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, path, title: str) -> None:
+def _caption(m: dict) -> str:
+    return (f"W1 dt {m['w1_dt']:.3f} s, val {m['w1_values']:.3f}, step {m['w1_step']:.3f}\n"
+            f"mean W1 {m['w1_mean']:.3f}  structure {m['structure']:.2f}\n"
+            f"axis-aligned {100 * m['axis_generated']:.0f}% (real {100 * m['axis_real']:.0f}%)")
+
+
+def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, chosen, path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -245,9 +358,8 @@ def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, path, title:
 
     cmap, norm = plt.get_cmap("plasma_r"), Normalize(0.0, 1.0)
     n_r, n_c = len(sigmas), len(pis) + 1
-    fig, axes = plt.subplots(n_r, n_c, figsize=(2.6 * n_c, 3.15 * n_r + 0.7), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(n_r, n_c, figsize=(2.6 * n_c, 3.35 * n_r + 0.9), dpi=110, squeeze=False)
     by = {(c.pi_temperature, c.sigma_temperature): c for c in cells}
-    best = min(cells, key=lambda c: c.metrics["w1_mean"])
     for r, s in enumerate(sigmas):
         for c, p in enumerate(pis):
             ax = axes[r][c + 1]
@@ -255,10 +367,9 @@ def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, path, title:
             _draw_path(ax, cell.rows, cmap, norm)
             m = cell.metrics
             ax.set_title(f"pi {p:g}, sigma {s:g}", fontsize=9,
-                         fontweight="bold" if cell is best else "normal")
-            ax.set_xlabel(f"W1 dt {m['w1_dt']:.3f} s, val {m['w1_values']:.3f}, step {m['w1_step']:.3f}\n"
-                          f"mean W1 {m['w1_mean']:.3f}   held-out NLL {m['heldout_nll']:.2f}", fontsize=7.5)
-            if cell is best:
+                         fontweight="bold" if cell is chosen else "normal")
+            ax.set_xlabel(_caption(m) + f"  NLL {m['heldout_nll']:.1f}", fontsize=7)
+            if cell is chosen:
                 for spine in ax.spines.values():
                     spine.set_edgecolor("tab:green")
                     spine.set_linewidth(2.5)
@@ -267,16 +378,16 @@ def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, path, title:
     ax.axis("on")
     _draw_path(ax, real_next, cmap, norm)
     ax.set_title("real continuation", fontsize=9)
-    ax.set_xlabel(f"W1 dt {real_metrics['w1_dt']:.3f} s, val {real_metrics['w1_values']:.3f}, "
-                  f"step {real_metrics['w1_step']:.3f}\nmean W1 {real_metrics['w1_mean']:.3f} (real vs. all held-out)",
-                  fontsize=7.5)
+    ax.set_xlabel(_caption(real_metrics).replace("\naxis", " (real vs. real)\naxis"), fontsize=7)
     if n_r > 1:
         ax = axes[1][0]
         ax.axis("on")
         _draw_path(ax, prime, cmap, norm)
         ax.set_title(f"priming ({len(prime)} rows)", fontsize=9)
-    fig.suptitle(title + "\nx/y path; pressure = width and colour; W1 = distance to held-out playing "
-                         "(lower is closer); green: lowest mean W1", fontsize=9.5)
-    fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=1.2)
+    how = ("x/y path; pressure = width and colour" if real_next.shape[1] == 4
+           else "every control against event number; grey lines: pauses")
+    fig.suptitle(title + f"\n{how}; scores on the scoring set (lower is closer to real playing); "
+                         "green: the cell chosen on the choosing set", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.96), h_pad=1.2)
     fig.savefig(path)
     plt.close(fig)

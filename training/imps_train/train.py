@@ -32,6 +32,8 @@ class TrainConfig:
     val_windows: int | None = None         # cap on validation windows (evenly spaced); None: all
     input_scale: float = DEFAULT_INPUT_SCALE
     seed: int = 0
+    split_seed: int | None = None          # which performances are held out; None: the same as seed
+    max_minutes: float | None = None       # wall-time budget: stop after the epoch that passes it; None: none
 
     @property
     def units(self) -> int:
@@ -99,15 +101,34 @@ def _progress_callback(epochs: int, steps: int, enabled: bool):
     return Progress()
 
 
+def _time_budget_callback(max_minutes: float | None, stopped: dict):
+    """Stop training at the end of the first epoch that finishes past the wall-time budget."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if max_minutes is not None and time.monotonic() - self.started >= 60 * max_minutes:
+                stopped["epoch"] = epoch + 1
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
 def train(dataset: Dataset, out_dir, config: TrainConfig | None = None, progress: bool = True) -> dict:
     """Train, keep the best weights, write history.csv, loss.png and run.json in out_dir."""
     import keras
 
     config = config or TrainConfig()
+    if config.max_minutes is not None and not config.max_minutes > 0:
+        raise ValueError(f"max_minutes must be positive, got {config.max_minutes}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    train_set, val_set = split(dataset, config.val_fraction, config.seed)
+    train_set, val_set = split(dataset, config.val_fraction,
+                               config.seed if config.split_seed is None else config.split_seed)
     train_w = Windows(train_set, config.seq_len, config.input_scale, "training")
     val_w = Windows(val_set, config.seq_len, config.input_scale, "validation")
     train_b = _Batches(train_w, config.batch_size, config.windows_per_epoch, True, config.seed)
@@ -116,11 +137,13 @@ def train(dataset: Dataset, out_dir, config: TrainConfig | None = None, progress
     model = mdrnn.build_training_model(dataset.dimension, config.units, config.layers, config.mixtures,
                                        config.seq_len, config.learning_rate)
     weights = out / "best.weights.h5"
+    budget_stop: dict = {}
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(weights), monitor="val_loss", save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
         keras.callbacks.TerminateOnNaN(),
+        _time_budget_callback(config.max_minutes, budget_stop),
         _progress_callback(config.epochs, len(train_b), progress),
     ]
     started = time.perf_counter()
@@ -152,6 +175,7 @@ def train(dataset: Dataset, out_dir, config: TrainConfig | None = None, progress
         "best_epoch": int(np.argmin(val_losses)) + 1 if finite else None,
         "best_val_loss": min(finite) if finite else None,
         "seconds": seconds,
+        "stopped_by_time_budget": budget_stop.get("epoch"),
         "seconds_per_epoch": seconds / max(1, len(history["loss"])),
         "weights": weights.name,
         "history": history,
