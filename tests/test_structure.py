@@ -136,3 +136,20 @@ def test_held_out_sets_choose_and_score_on_different_performances():
         held_out_sets(perfs[:1], 50, 500, 3)
     with pytest.raises(TemperatureError, match="need at least 2 held-out performances"):
         held_out_sets([perfs[1], perfs[4]], 50, 600, 3)
+
+
+def test_choosing_by_both_scores_takes_the_best_sum_of_ranks():
+    from imps_train.temperatures import Cell, choose
+    def cell(name, w1, st):
+        return Cell(name, 1.0, None, {}, {"w1_mean": w1, "structure": st}, {})
+    cells = [cell(1, 0.05, 0.60),     # best W1, worst structure: ranks 0 + 2
+             cell(2, 0.07, 0.30),     # second on both: ranks 1 + 1
+             cell(3, 0.09, 0.20)]     # worst W1, best structure: ranks 2 + 0
+    assert choose(cells, "w1_mean").pi_temperature == 1
+    assert choose(cells, "structure").pi_temperature == 3
+    assert choose(cells, "both").pi_temperature == 1          # all tie on 2: the lowest W1 wins
+    cells[0].choose["structure"] = 0.25                         # now second on structure: 0 + 1
+    assert choose(cells, "both").pi_temperature == 1
+    cells[1].choose["structure"] = 0.10                         # 1 + 0 vs 0 + 2: cell 2
+    cells[0].choose["structure"] = 0.65
+    assert choose(cells, "both").pi_temperature == 2

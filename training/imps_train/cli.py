@@ -115,12 +115,16 @@ def _temperatures(args) -> int:
                       seeds=parse_seeds(args.seeds), per_performance=args.primings_per_performance,
                       nll_rows=args.nll_rows, runtime=args.runtime, progress=not args.quiet,
                       choose_by=args.choose_by)
+    for f in summary["folds"]:
+        o = f["on_other_set"]
+        print(f"fold {f['fold']}: chose pi {f['pi_temperature']:g}, sigma {f['sigma_temperature']:g}; on the other "
+              f"set's performances: mean W1 {o['w1_mean']:.4f}, structure {o['structure']:.3f}, "
+              f"rank {f['rank_on_other_set']} of {len(summary['cells'])}")
     b = summary["best"]
-    print(f"chosen on {summary['choosing']['performances']} held-out performances: pi {b['pi_temperature']:g}, "
-          f"sigma {b['sigma_temperature']:g}; on {summary['scoring']['performances']} others it scores mean W1 "
-          f"{b['w1_mean']:.4f} (dt {b['w1_dt']:.4f} s, values {b['w1_values']:.4f}, step {b['w1_step']:.4f}), "
-          f"structure {b['structure']:.3f} (axis-aligned {100 * b['axis_generated']:.0f}% vs real "
-          f"{100 * b['axis_real']:.0f}%), rank {b['rank_on_scoring_set']} of {len(summary['cells'])} there")
+    p = b["pooled"]
+    print(f"chosen on both sets: pi {b['pi_temperature']:g}, sigma {b['sigma_temperature']:g} (mean W1 "
+          f"{p['w1_mean']:.4f}, structure {p['structure']:.3f}, axis-aligned {100 * p['axis_generated']:.0f}% vs real "
+          f"{100 * p['axis_real']:.0f}%)")
     print(f"wrote {args.out}/temperatures.csv, temperatures.json and temperature-grid.png")
     return 0
 
@@ -300,8 +304,9 @@ def _add_experiment_commands(sub) -> None:
     m.add_argument("--primings-per-performance", type=int, default=3,
                    help="primings from non-overlapping stretches of each held-out performance (default 3)")
     m.add_argument("--seeds", default="0,1,2", help="sampling seeds, comma-separated (default 0,1,2)")
-    m.add_argument("--choose-by", default="w1_mean", choices=["w1_mean", "structure"],
-                   help="the score that picks the best cell on the choosing set (default w1_mean)")
+    m.add_argument("--choose-by", default="both", choices=["both", "w1_mean", "structure"],
+                   help="what picks the best cell on the choosing set: mean W1, structure, or both (the lowest "
+                        "sum of the two ranks; default)")
     m.add_argument("--nll-rows", type=int, default=2000, help="held-out rows scored for the NLL (default 2000)")
     m.add_argument("--val-fraction", type=float, default=0.1, help="the training split's (default 0.1)")
     m.add_argument("--split-seed", type=int, default=0, help="the training split's seed (default 0)")

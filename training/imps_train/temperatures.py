@@ -35,7 +35,7 @@ import numpy as np
 
 from imps.dataset import Dataset
 from imps.errors import ImpsError
-from imps.model_file import split_params
+from imps.model_file import model_sha256, split_params
 
 from . import structure
 from .structure import STROKE_GAP
@@ -134,6 +134,7 @@ class Cell:
     metrics: dict               # scores on the scoring set, mean over seeds (the numbers to believe)
     choose: dict                # the same scores on the choosing set, mean over seeds (used only to choose)
     spread: dict                # standard deviations over seeds and over primings of the scoring set
+    pooled: dict = None         # the mean of the two sets' scores (for the final choice, after the cross-check)
 
 
 def generate(model, prime: np.ndarray, steps: int, seed: int) -> np.ndarray:
@@ -162,10 +163,11 @@ class Segment:
 def held_out_sets(perfs: list, prime_rows: int, steps: int, per_performance: int) -> tuple[list, list, list, list]:
     """Split held-out performances into a choosing and a scoring set, disjoint by performance.
 
-    Performances alternate between the two sets in order of length (longest first), so both
-    get long and short ones. Each performance gives up to ``per_performance`` primings from
-    non-overlapping stretches of prime_rows + steps rows, evenly spread, so no two primings share
-    a row. Returns (choose_segments, score_segments, choose_perfs, score_perfs).
+    Performances go, longest first, to whichever set has fewer primings so far (the choosing set
+    on a tie), so both sets get primings even when one performance is much longer than the rest.
+    Each performance gives up to ``per_performance`` primings from non-overlapping stretches of
+    prime_rows + steps rows, evenly spread, so no two primings share a row. Returns
+    (choose_segments, score_segments, choose_perfs, score_perfs).
     """
     need = prime_rows + steps
     usable = [(i, p) for i, p in enumerate(perfs) if len(p) >= need]
@@ -178,8 +180,8 @@ def held_out_sets(perfs: list, prime_rows: int, steps: int, per_performance: int
         raise TemperatureError(f"primings per performance must be at least 1, got {per_performance}")
     usable.sort(key=lambda ip: len(ip[1]), reverse=True)
     sets = ([], []), ([], [])
-    for n, (i, perf) in enumerate(usable):
-        segments, whole = sets[n % 2]
+    for i, perf in usable:
+        segments, whole = sets[0] if len(sets[0][0]) <= len(sets[1][0]) else sets[1]
         whole.append(perf)
         count = min(per_performance, len(perf) // need)
         for start in np.linspace(0, len(perf) - need, count).astype(int) if count > 1 else [0]:
@@ -198,24 +200,44 @@ SCORES = ["w1_dt", "w1_values", "w1_step", "w1_mean", "structure", "d_axis", "d_
           "axis_generated", "axis_real", "mean_stroke_generated", "mean_stroke_real", "mean_dt", "mean_step"]
 
 
+CHOOSE_BY = ("both", "w1_mean", "structure")
+
+
+def _criterion(cells, cell, choose_by: str, where: str) -> float:
+    """A cell's score under choose_by on one set ("choose" or "metrics", the scoring set): the score
+    itself, or for "both" its rank by mean W1 plus its rank by structure (scale-free)."""
+    def value(c, name):
+        return getattr(c, where)[name]
+    if choose_by != "both":
+        return value(cell, choose_by)
+    return sum(sorted(value(c, name) for c in cells).index(value(cell, name)) for name in ("w1_mean", "structure"))
+
+
+def choose(cells, choose_by: str, where: str = "choose"):
+    """The best cell by choose_by on one set; ties go to the lower mean W1."""
+    return min(cells, key=lambda c: (_criterion(cells, c, choose_by, where), getattr(c, where)["w1_mean"]))
+
+
 def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAULT_SIGMA, steps: int = 500,
             prime_rows: int = 50, val_fraction: float = 0.1, split_seed: int = 0, seeds=(0,),
             per_performance: int = 3, nll_rows: int = 2000, runtime: str = "ai-edge-litert",
-            progress: bool = True, choose_by: str = "w1_mean") -> dict:
+            progress: bool = True, choose_by: str = "both") -> dict:
     """Generate and score every (pi, sigma) cell; write temperatures.csv/json and temperature-grid.png.
 
-    The held-out performances are split into a choosing set and a scoring set (different
-    performances, see held_out_sets). Every cell plays from every priming of both sets with
-    each sampling seed. The best cell is picked by ``choose_by`` (mean over seeds) on the
-    choosing set only; every number reported as the cell's score comes from the scoring set,
-    which played no part in the choice.
+    The held-out performances are split into two sets of different performances, A and B (see
+    held_out_sets). Every cell plays from every priming of both sets with each sampling seed. A
+    cell is picked by ``choose_by`` (mean over seeds; "both": the lowest sum of its ranks by mean
+    W1 and by structure) on A and scored on B, and picked on B and scored on A: these two
+    folds are the honest estimate of how well the choice carries over to unseen playing. The
+    cell that ships ("best") is picked by the same rule on both sets together. A cell's reported
+    scores are set B's, with set A's beside them.
     """
     from tqdm.auto import tqdm
 
     from imps.runtime import MDRNN
 
-    if choose_by not in ("w1_mean", "structure"):
-        raise TemperatureError(f"choose by w1_mean or structure, not {choose_by!r}")
+    if choose_by not in CHOOSE_BY:
+        raise TemperatureError(f"choose by one of {', '.join(CHOOSE_BY)}, not {choose_by!r}")
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise TemperatureError("give at least one sampling seed")
@@ -268,10 +290,25 @@ def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAUL
                    for name in ("w1_mean", "structure")}
         if not all(math.isfinite(v) for v in metrics.values()):
             raise TemperatureError(f"pi {p:g}, sigma {s:g}: a non-finite score {metrics}; the model is broken")
-        cells.append(Cell(p, s, first, metrics, mean_of(on_choose), spread))
+        on_a = mean_of(on_choose)
+        cells.append(Cell(p, s, first, metrics, on_a, spread,
+                          {name: 0.5 * (on_a[name] + metrics[name]) for name in SCORES}))
 
-    chosen = min(cells, key=lambda c: c.choose[choose_by])
-    rank_on_score = sorted(cells, key=lambda c: c.metrics[choose_by]).index(chosen) + 1
+    # Cross-check both ways: choose on set A, score on set B, and the reverse. Each fold's score comes
+    # from performances its choice never saw; the pair says how well this way of choosing carries over.
+    folds = []
+    for name, on, other in (("A->B", "choose", "metrics"), ("B->A", "metrics", "choose")):
+        c = choose(cells, choose_by, on)
+        ranked = sorted(cells, key=lambda x: (_criterion(cells, x, choose_by, other), getattr(x, other)["w1_mean"]))
+        folds.append({"fold": name, "pi_temperature": c.pi_temperature, "sigma_temperature": c.sigma_temperature,
+                      "rank_on_other_set": ranked.index(c) + 1, "on_other_set": getattr(c, other),
+                      "on_own_set": getattr(c, on), "best_on_other_set": {
+                          "pi_temperature": ranked[0].pi_temperature,
+                          "sigma_temperature": ranked[0].sigma_temperature, **getattr(ranked[0], other)}})
+    # What ships: the same rule on both sets together (the folds above are its honest estimate).
+    chosen = choose(cells, choose_by, "pooled")
+    rank_on_score = sorted(cells, key=lambda c: (_criterion(cells, c, choose_by, "metrics"),
+                                                 c.metrics["w1_mean"])).index(chosen) + 1
     # The noise floor: the real continuations of one set scored against the other set's performances.
     real_metrics = score_runs([g.real_next for g in score_segs], choose_perfs, [g.real_next for g in choose_segs],
                               columns)
@@ -289,24 +326,26 @@ def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAUL
     def describe(segs):
         return [{"performance": g.performance, "start_row": g.start} for g in segs]
 
-    summary = {"model": model_path.name, "units": model.shape.units, "dimension": model.dimension,
+    summary = {"model": model_path.name, "model_sha256": model_sha256(model_path.read_bytes()),
+               "units": model.shape.units, "dimension": model.dimension,
                "steps": steps, "prime_rows": prime_rows, "seeds": seeds, "choose_by": choose_by,
                "direction_columns": columns, "held_out_performances": len(perfs),
                "choosing": {"performances": len(choose_perfs), "primings": describe(choose_segs)},
                "scoring": {"performances": len(score_perfs), "primings": describe(score_segs)},
                "nll_rows": int(len(targets)), "real_continuation": real_metrics,
+               "folds": folds,
                "best": {"pi_temperature": chosen.pi_temperature, "sigma_temperature": chosen.sigma_temperature,
                         "rank_on_scoring_set": rank_on_score, **chosen.metrics, **chosen.spread,
-                        "choosing_set": chosen.choose},
+                        "choosing_set": chosen.choose, "pooled": chosen.pooled},
                "cells": [{"pi_temperature": c.pi_temperature, "sigma_temperature": c.sigma_temperature,
-                          **c.metrics, **c.spread, "choosing_set": c.choose} for c in cells]}
+                          **c.metrics, **c.spread, "choosing_set": c.choose, "pooled": c.pooled} for c in cells]}
     (out / "temperatures.json").write_text(json.dumps(summary, indent=2) + "\n")
     g0 = score_segs[0]
     grid_figure(cells, list(pis), list(sigmas), g0.prime, g0.real_next, real_metrics, chosen,
                 out / "temperature-grid.png",
                 f"{model_path.name} ({model.shape.units} units): {steps} generated events per cell after "
-                f"{prime_rows} held-out rows; chosen on {len(choose_segs)} primings from {len(choose_perfs)} "
-                f"performances, scored on {len(score_segs)} from {len(score_perfs)} others, "
+                f"{prime_rows} held-out rows; set A: {len(choose_segs)} primings from {len(choose_perfs)} "
+                f"performances, set B (drawn, scored): {len(score_segs)} from {len(score_perfs)} others, "
                 f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
     return summary
 
@@ -387,7 +426,7 @@ def grid_figure(cells, pis, sigmas, prime, real_next, real_metrics, chosen, path
     how = ("x/y path; pressure = width and colour" if real_next.shape[1] == 4
            else "every control against event number; grey lines: pauses")
     fig.suptitle(title + f"\n{how}; scores on the scoring set (lower is closer to real playing); "
-                         "green: the cell chosen on the choosing set", fontsize=9)
+                         "green: the cell chosen on both sets (what ships)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.96), h_pad=1.2)
     fig.savefig(path)
     plt.close(fig)
