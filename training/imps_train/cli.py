@@ -194,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help=".tflite file to write (sidecar .json beside it)")
     e.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"],
                    help="device runtime to verify with (default: tflite-runtime, else ai-edge-litert)")
-    e.add_argument("--pi-temperature", type=float, default=1.25,
-                   help="recommended, stored in the sidecar (default 1.25: docs/results.md)")
-    e.add_argument("--sigma-temperature", type=float, default=0.3,
-                   help="recommended, stored in the sidecar (default 0.3: docs/results.md)")
+    e.add_argument("--pi-temperature", type=float, default=1.0,
+                   help="recommended, stored in the sidecar (default 1.0: the grid's choice on the bundled "
+                        "model, docs/results.md; measure yours with `imps-train temperatures`)")
+    e.add_argument("--sigma-temperature", type=float, default=2.0,
+                   help="recommended, stored in the sidecar (default 2.0: the grid's choice on the bundled "
+                        "model, docs/results.md)")
     e.set_defaults(func=_export)
 
     b = sub.add_parser("bench-models", help="random-weight models of every size the benchmark sweeps",
