@@ -66,7 +66,7 @@ DEFAULT_MODEL := device/imps/models/default
 default-model: $(WORK)/.installed  ## re-make the bundled model from the bundled 100K LightPad dataset
 	$(WORK)/bin/imps-train dataset --import-npz training/datasets/lightpad-4d-100k.npz -o build/lightpad-4d-100k.npz
 	$(WORK)/bin/imps-train train build/lightpad-4d-100k.npz -o build/default-run --size m --windows-per-epoch 12800
-	$(WORK)/bin/imps-train export build/default-run -o $(DEFAULT_MODEL).tflite --pi-temperature 1.25 --sigma-temperature 0.3
+	$(WORK)/bin/imps-train export build/default-run -o $(DEFAULT_MODEL).tflite --pi-temperature 1 --sigma-temperature 2
 	cp build/default-run/loss.png $(DEFAULT_MODEL)-loss.png
 	cp build/default-run/history.csv $(DEFAULT_MODEL)-history.csv
 

@@ -241,7 +241,9 @@ def test_seeds_pool_to_mean_and_spread_per_size(experiment, tmp_path, capsys):
     from imps_train.cli import main
     from imps_train.experiment import ExperimentError
     from imps_train.seeds import combine, load_summaries
-    out, summary, _ = experiment
+    _, summary, _ = experiment
+    out = tmp_path / "seed0.json"            # the fixture's summary (another test rewrites the directory's)
+    out.write_text(json.dumps(summary))
     other = copy.deepcopy(summary)
     other["config"]["seed"] = 1
     for row in other["sizes"]:
