@@ -68,6 +68,17 @@ def test_the_box_predicts_what_impsys_own_tflite_mdrnn_predicts(impsy_models, im
     assert "state paired by probe" in out
 
 
+@pytest.mark.parametrize("layers", [1, 3])
+def test_one_and_three_layer_impsy_models_pair_too(impsy, tmp_path, device_python, layers):
+    """IMPSY's size xl has 3 layers; the probe must order the layers, not only h and c."""
+    model = impsy("models", tmp_path, 3, "--units", 24, "--layers", layers)["models"][0]
+    trace = tmp_path / "trace.npz"
+    impsy("trace", model, trace, "--steps", 200, "--seed", layers)
+    done = check_model(device_python, model, "--reference", trace, "--runtime", "ai-edge-litert")
+    assert done.returncode == 0, done.stderr
+    assert f"layers={layers}" in done.stdout and "matches reference over 200 steps" in done.stdout
+
+
 def test_the_reference_check_has_teeth(impsy_models, impsy_traces, device_python):
     """Pairing IMPSY's states by sorted names (the old fallback) drifts far from IMPSY at once."""
     code = """
@@ -95,6 +106,21 @@ def test_impsys_flex_models_are_refused_clearly(impsy_flex_model, device_python,
     last = done.stderr.strip().splitlines()[-1]   # (the runtime itself may print an INFO line first)
     assert last.startswith("imps: error: model ") and "impsy-flex-d4.tflite" in last
     assert "needs TensorFlow Flex (Select TF) ops" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_impsys_optimised_models_need_ai_edge_litert_and_auto_finds_it(impsy, tmp_path, device_python):
+    """`impsy convert-tflite --optimise` quantises weights with operator versions tflite-runtime 2.14
+    does not know: refused there with a message saying what to do, played by "auto" with ai-edge-litert."""
+    model = impsy("models", tmp_path, 4, "--optimise")["models"][0]
+    trace = tmp_path / "trace.npz"
+    impsy("trace", model, trace, "--steps", 200, "--seed", 1)
+    done = check_model(device_python, model, "--runtime", "tflite-runtime")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "uses operators newer than tflite-runtime supports" in last
+    assert 'set [model] runtime = "ai-edge-litert"' in last and "Traceback" not in done.stderr
+    done = check_model(device_python, model, "--runtime", "auto", "--reference", trace)
+    assert done.returncode == 0, done.stderr
+    assert "OK with ai-edge-litert" in done.stdout and "matches reference over 200 steps" in done.stdout
 
 
 def box_config(tmp_path, model, dimension, runtime, sound_port, mode="duet") -> str:

@@ -107,6 +107,8 @@ def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: in
     Before a runtime sees the file: the flatbuffer header is checked, the sidecar's
     sha256 (when there is one) must match, and without one a tflite-runtime load is
     tried first in a child process, so a damaged file is an error, not a crash.
+    With runtime "auto", a model whose operators are newer than tflite-runtime 2.14
+    knows (IMPSY's `--optimise` models) is loaded with ai-edge-litert instead.
     """
     path = Path(path)
     if not path.is_file():
@@ -118,26 +120,48 @@ def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: in
         if model_sha256(data) != sidecar.sha256:
             raise ModelError(f"model {path}: checksum does not match its sidecar (a truncated or damaged copy?); "
                              "re-export or re-deploy it")
-    elif probe and name == "tflite-runtime":
-        _probe_in_child(path, name)
+    try:
+        if probe and name == "tflite-runtime" and not (sidecar is not None and sidecar.sha256):
+            _probe_in_child(path, name)
+        return _allocated(cls, path, threads, name), name
+    except ModelError as exc:
+        if runtime != "auto" or name == RUNTIMES[-1] or NEWER_OPS not in str(exc):
+            raise
+        try:
+            cls, other = interpreter_class(RUNTIMES[-1])
+        except RuntimeMissingError:
+            raise exc from None
+        log.info("model %s: %s cannot run it, loading it with %s", path.name, name, other)
+        return _allocated(cls, path, threads, other), other
+
+
+def _allocated(cls, path: Path, threads: int, runtime: str):
     try:
         interp = cls(model_path=str(path), num_threads=threads)
         interp.allocate_tensors()
+        return interp
     except Exception as exc:  # the runtimes raise ValueError, RuntimeError and others: all mean "cannot load"
-        raise _load_error(path, exc) from exc
-    return interp, name
+        raise _load_error(path, exc, runtime) from exc
 
 
-def _load_error(path: Path, exc: Exception) -> ModelError:
+#: The words of the error for a model that needs a newer runtime (the child probe passes it on as text).
+NEWER_OPS = "uses operators newer than"
+
+
+def _load_error(path: Path, exc: Exception, runtime: str = "the runtime") -> ModelError:
     """A runtime's exception while loading, as one clear ModelError naming the file."""
     if isinstance(exc, ModelError):
         return exc
     text = str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     if "Flex" in text or "Select TensorFlow" in text or "custom op" in text.lower():
         return ModelError(f"model {path}: needs TensorFlow Flex (Select TF) ops, which the device "
                           "runtime does not have; export it with builtin ops only (IMPSY 1.x's "
                           "`impsy convert-tflite` does)")
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "Didn't find op for builtin opcode" in text:
+        return ModelError(f"model {path}: {NEWER_OPS} {runtime} supports ({first.split('. ')[0]}); "
+                          "set [model] runtime = \"ai-edge-litert\" (or \"auto\"), or convert it without "
+                          "optimisation")
     return ModelError(f"model {path}: not a usable TFLite model ({first})")
 
 
@@ -286,7 +310,7 @@ class MDRNN:
         except ModelError:
             raise
         except Exception as exc:  # anything the runtime raises while we set up is a model problem
-            raise _load_error(self.path, exc) from exc
+            raise _load_error(self.path, exc, self.runtime) from exc
         self.shape = self._read_shape(dimension)
         self.state_pairing = self._map.how
         sc = self.sidecar

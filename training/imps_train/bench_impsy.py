@@ -9,10 +9,11 @@ Three processes, each in its own environment, on the same IMPSY-converted
   step plus sampling), the same start-up and memory figures.
 
 Start-to-first-prediction is wall time from launching the interpreter to the
-first prediction returned (imports included: IMPSY imports TensorFlow). The
-per-prediction figure is the median over --steps calls, and the rounds
-alternate between the two tools so a busy machine weighs on both alike; the
-ratio is taken within the run. Nothing here is a pass/fail test: it prints figures.
+first prediction returned (imports included: IMPSY imports TensorFlow); peak
+memory is the process's VmHWM. Per prediction, the processes of one round stay
+up and are asked in turn for blocks of predictions (median per block), so a
+busy machine weighs on both alike; the IMPSY/box ratio is the median of the
+paired block ratios. Nothing here is a pass/fail test: it prints figures.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,41 +51,58 @@ def impsy_side(*args, timeout: float = 900) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-#: The box's side of the benchmark: same measurements as impsy_side.bench.
+#: The box's side: the same protocol as impsy_side.bench (JSON lines; "N" on stdin times N predictions).
 _BOX = """\
-import json, resource, sys, time
+import json, sys, time
 START = time.monotonic()
 from imps.runtime import MDRNN
+def peak_rss_mb():  # VmHWM: ru_maxrss would count the parent this was spawned from
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+def emit(result):
+    print(json.dumps(result), flush=True)
 m = MDRNN(sys.argv[1], runtime=sys.argv[2])
 row = m.predict([0.01] + [0.5] * (m.dimension - 1))
-first = time.monotonic() - START
-for _ in range(20):
-    row = m.predict(row)
-times = []
-for _ in range(int(sys.argv[3])):
-    t = time.perf_counter()
-    row = m.predict(row)
-    times.append(time.perf_counter() - t)
-print(json.dumps({"first_prediction_s": first, "predict_s": sorted(times)[len(times) // 2],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "runtime": m.runtime}))
+emit({"first_prediction_s": time.monotonic() - START, "peak_rss_mb": peak_rss_mb(), "runtime": m.runtime})
+for line in sys.stdin:
+    times = []
+    for _ in range(int(line)):
+        t = time.perf_counter()
+        row = m.predict(row)
+        times.append(time.perf_counter() - t)
+    emit({"predict_s": sorted(times)[len(times) // 2]})
+emit({"peak_rss_mb": peak_rss_mb()})
 """
 
 
-def box_side(model: Path, runtime: str, steps: int) -> dict:
-    done = subprocess.run([device_python(), "-c", _BOX, str(model), runtime, str(steps)],
-                          capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"the box's side ({runtime}) failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class Worker:
+    """One process serving timed blocks of predictions (IMPSY's or the box's), started fresh per round."""
 
+    def __init__(self, name: str, argv: list[str]):
+        self.name = name
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        self.start = self._read()
 
-def timed(fn, *args) -> dict:
-    """fn's figures plus the wall time of its whole process (launch to exit)."""
-    t = time.monotonic()
-    result = fn(*args)
-    result["process_s"] = time.monotonic() - t
-    return result
+    def _read(self) -> dict:
+        for line in self.proc.stdout:       # skip anything the tool itself prints
+            if line.startswith("{"):
+                return json.loads(line)
+        err = self.proc.stderr.read()
+        raise RuntimeError(f"{self.name} stopped (exit {self.proc.wait()}):\n{err[-4000:]}")
+
+    def block(self, n: int) -> float:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return self._read()["predict_s"]
+
+    def close(self) -> dict:
+        self.proc.stdin.close()
+        end = self._read()
+        self.proc.wait(60)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return {"first_prediction_s": self.start["first_prediction_s"], "peak_rss_mb": end["peak_rss_mb"]}
 
 
 def _box_runtimes() -> list[str]:
@@ -94,50 +111,68 @@ def _box_runtimes() -> list[str]:
     return [r for r in done.stdout.strip().split(",") if r]
 
 
-def bench(model: Path | None, dimension: int, units: int, steps: int, rounds: int, out=print) -> dict:
+def bench(model: Path | None, dimension: int, units: int, blocks: int, block: int, rounds: int,
+          out=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-impsy-") as tmp:
         if model is None:
             out(f"building IMPSY's {dimension}-D, {units}-unit model with IMPSY's own code ...")
             model = Path(impsy_side("models", tmp, dimension, "--units", units)["models"][0])
         versions = impsy_side("version")
         runtimes = _box_runtimes()
-        impsy_runs, box_runs = [], {r: [] for r in runtimes}
+        starts = {name: [] for name in ["impsy"] + runtimes}
+        times = {name: [] for name in ["impsy"] + runtimes}
+        ratios = {r: [] for r in runtimes}
         for i in range(rounds):
-            out(f"round {i + 1}/{rounds}: IMPSY, then the box ({', '.join(runtimes)})")
-            impsy_runs.append(impsy_side("bench", model, "--steps", steps))
+            out(f"round {i + 1}/{rounds}: start IMPSY and the box ({', '.join(runtimes)}), then "
+                f"{blocks} alternating blocks of {block} predictions")
+            workers = {"impsy": Worker("IMPSY", [impsy_python(), str(IMPSY_SIDE), "bench", str(model)])}
             for r in runtimes:
-                box_runs[r].append(box_side(model, r, steps))
-    result = {"model": str(model), "dimension": dimension, "units": units, "steps": steps, "rounds": rounds,
-              "versions": versions, "impsy": _summary(impsy_runs), "box": {r: _summary(v) for r, v in box_runs.items()}}
+                workers[r] = Worker(f"the box ({r})", [device_python(), "-c", _BOX, str(model), r])
+            for w in workers.values():
+                w.block(block)              # warm-up
+            for _ in range(blocks):
+                t = {name: w.block(block) for name, w in workers.items()}
+                for name, value in t.items():
+                    times[name].append(value)
+                for r in runtimes:
+                    ratios[r].append(t["impsy"] / t[r])
+            for name, w in workers.items():
+                starts[name].append(w.close())
+    result = {"model": str(model), "dimension": dimension, "units": units, "rounds": rounds, "blocks": blocks,
+              "block": block, "versions": versions,
+              "impsy": _summary(times["impsy"], starts["impsy"]),
+              "box": {r: dict(_summary(times[r], starts[r]), ratio=statistics.median(ratios[r]),
+                              ratio_quartiles=statistics.quantiles(ratios[r], n=4)[::2]) for r in runtimes}}
     out(report(result))
     return result
 
 
-def _summary(runs: list[dict]) -> dict:
-    return {key: statistics.median(r[key] for r in runs) for key in ("predict_s", "first_prediction_s", "peak_rss_mb")}
+def _summary(times: list[float], starts: list[dict]) -> dict:
+    return {"predict_s": statistics.median(times),
+            "first_prediction_s": statistics.median(s["first_prediction_s"] for s in starts),
+            "peak_rss_mb": statistics.median(s["peak_rss_mb"] for s in starts)}
 
 
 def report(result: dict) -> str:
     i = result["impsy"]
     v = result["versions"]
-    lines = [f"IMPSY {v['impsy']} (TensorFlow {v['tensorflow']}) beside the box, on IMPSY's own "
-             f"{result['dimension']}-D {result['units']}-unit model (median of {result['rounds']} rounds "
-             f"of {result['steps']} predictions)",
-             f"{'':16}{'per prediction':>16}{'ratio':>8}{'first prediction':>18}{'peak memory':>13}",
-             f"{'IMPSY generate':16}{i['predict_s'] * 1e6:>13.0f} us{'1.0':>8}{i['first_prediction_s']:>16.2f} s"
+    lines = [f"IMPSY {v['impsy']} (TensorFlow {v['tensorflow']}) beside the box on IMPSY's own "
+             f"{result['dimension']}-D {result['units']}-unit model: {result['rounds']} fresh starts, "
+             f"{result['blocks']} alternating blocks of {result['block']} predictions each (medians)",
+             f"{'':20}{'per prediction':>15}{'first prediction':>18}{'peak memory':>13}   IMPSY/box per prediction",
+             f"{'IMPSY generate':20}{i['predict_s'] * 1e6:>12.0f} us{i['first_prediction_s']:>16.2f} s"
              f"{i['peak_rss_mb']:>10.0f} MB"]
     for runtime, b in result["box"].items():
-        ratio = i["predict_s"] / b["predict_s"]
-        lines.append(f"{'box ' + runtime:16}{b['predict_s'] * 1e6:>13.0f} us{1 / ratio:>8.3f}"
-                     f"{b['first_prediction_s']:>16.2f} s{b['peak_rss_mb']:>10.0f} MB"
-                     f"   IMPSY/box {ratio:.1f}x ({'meets' if ratio >= TARGET_RATIO else 'misses'} "
-                     f"the {TARGET_RATIO:g}x target)")
+        lo, hi = b["ratio_quartiles"]
+        lines.append(f"{'box ' + runtime:20}{b['predict_s'] * 1e6:>12.0f} us{b['first_prediction_s']:>16.2f} s"
+                     f"{b['peak_rss_mb']:>10.0f} MB   {b['ratio']:.1f}x (quartiles {lo:.1f}-{hi:.1f}; target "
+                     f"{TARGET_RATIO:g}x: {'met' if b['ratio'] >= TARGET_RATIO else 'missed'})")
     return "\n".join(lines)
 
 
 def main_args(args) -> int:
-    result = bench(Path(args.model) if args.model else None, args.dimension, args.units, args.steps, args.rounds,
-                   out=lambda s: print(s, flush=True))
+    result = bench(Path(args.model) if args.model else None, args.dimension, args.units, args.blocks, args.block,
+                   args.rounds, out=lambda s: print(s, flush=True))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.output}")

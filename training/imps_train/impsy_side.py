@@ -7,14 +7,16 @@ itself does it and writes plain files (.tflite, .npz, .log, JSON) that the
 box's side then reads:
 
   models OUT D [D...] [--units N]   build IMPSY inference models (random weights) with
-                                    impsy.mdrnn.build_mdrnn_model, convert each with
-                                    impsy.tflite_converter.model_to_tflite
+         [--optimise] [--layers L]  impsy.mdrnn.build_mdrnn_model, convert each with
+                                    impsy.tflite_converter.model_to_tflite (optimise: as
+                                    `impsy convert-tflite --optimise`, weights quantised)
   flex OUT D                        the same model converted as IMPSY 0.5 did (Select TF ops)
   trace MODEL OUT.npz [--steps N]   IMPSY's TfliteMDRNN.generate over N steps, feeding back
                                     its own samples: the rows fed and the mixture params
   log OUT_DIR D [--events N]        a performance logged by IMPSY's interaction logging code
   dataset LOG_DIR D OUT.npz         IMPSY's dataset command over a directory of logs
-  bench MODEL [--steps N]           per-prediction time of TfliteMDRNN.generate, then peak memory
+  bench MODEL                       TfliteMDRNN.generate timed in blocks asked for on stdin
+                                    (start-up, per prediction, peak memory; see bench_impsy.py)
   version                           IMPSY's version, TensorFlow's, and the config template
                                     the package ships (what `impsy init` copies to config.toml)
 """
@@ -25,7 +27,6 @@ import contextlib
 import io
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -40,20 +41,20 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def build_models(out: Path, dimensions, units: int, seed: int) -> list[str]:
+def build_models(out: Path, dimensions, units: int, seed: int, optimise: bool = False, layers: int = 2) -> list[str]:
     from impsy import mdrnn
     from impsy.tflite_converter import model_to_tflite
     out.mkdir(parents=True, exist_ok=True)
     made = []
     for d in dimensions:
         with _quiet():
-            model = mdrnn.build_mdrnn_model(d, units, 5, 2, inference=True)
+            model = mdrnn.build_mdrnn_model(d, units, 5, layers, inference=True)
         rng = np.random.default_rng(seed + d)
         # Random weights of the size training gives, so every gate is in play.
         model.set_weights([rng.normal(0.0, 0.4, w.shape).astype(np.float32) for w in model.get_weights()])
-        name = mdrnn.mdrnn_model_name(d, 2, units, 5)
+        name = mdrnn.mdrnn_model_name(d, layers, units, 5) + ("-optimised" if optimise else "")
         with _quiet():
-            path = model_to_tflite(model, out / f"{name}.keras")
+            path = model_to_tflite(model, out / f"{name}.keras", optimise=optimise)
         made.append(str(path))
     return made
 
@@ -126,24 +127,37 @@ def dataset(log_dir: Path, d: int, out: Path) -> dict:
     return {"dataset": str(path), "performances": len(perfs), "rows": [len(p) for p in perfs]}
 
 
-def bench(model_path: Path, steps: int) -> dict:
-    """IMPSY's per-prediction cost (TfliteMDRNN.generate: model step plus sampling)."""
+def bench(model_path: Path) -> None:
+    """IMPSY's per-prediction cost (TfliteMDRNN.generate: model step plus sampling), served in blocks.
+
+    Prints one JSON line after the first prediction (start-up figures), then for every line
+    "N" on stdin the median seconds of N predictions, and at end of input the peak memory.
+    The benchmark alternates these blocks with the box's, so machine load falls on both alike.
+    """
     from impsy import mdrnn
     with _quiet():
         net = mdrnn.TfliteMDRNN.from_file(model_path)
-    row = mdrnn.random_sample(out_dim=net.dimension)
-    row = net.generate(row)
-    first = time.monotonic() - START           # from the interpreter starting this script
-    for _ in range(20):
-        row = mdrnn.proc_generated_touch(net.generate(row), net.dimension)
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        row = net.generate(row)
-        times.append(time.perf_counter() - t)
-        row = mdrnn.proc_generated_touch(row, net.dimension)
-    return {"first_prediction_s": first, "predict_s": sorted(times)[len(times) // 2],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    row = net.generate(mdrnn.random_sample(out_dim=net.dimension))
+    _emit({"first_prediction_s": time.monotonic() - START, "peak_rss_mb": peak_rss_mb()})
+    for line in sys.stdin:
+        times = []
+        for _ in range(int(line)):
+            row = mdrnn.proc_generated_touch(row, net.dimension)
+            t = time.perf_counter()
+            row = net.generate(row)
+            times.append(time.perf_counter() - t)
+        _emit({"predict_s": sorted(times)[len(times) // 2]})
+    _emit({"peak_rss_mb": peak_rss_mb()})
+
+
+def _emit(result: dict) -> None:
+    print(json.dumps(result), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """VmHWM: this process's own peak resident memory (ru_maxrss would count the parent it was spawned from)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def version() -> dict:
@@ -173,6 +187,8 @@ def main(argv=None) -> int:
     m.add_argument("dimensions", type=int, nargs="+")
     m.add_argument("--units", type=int, default=16)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--optimise", action="store_true")
+    m.add_argument("--layers", type=int, default=2)
     f = sub.add_parser("flex")
     f.add_argument("out", type=Path)
     f.add_argument("dimension", type=int)
@@ -192,11 +208,10 @@ def main(argv=None) -> int:
     ds.add_argument("out", type=Path)
     b = sub.add_parser("bench")
     b.add_argument("model", type=Path)
-    b.add_argument("--steps", type=int, default=500)
     sub.add_parser("version")
     a = p.parse_args(argv)
     if a.cmd == "models":
-        result = {"models": build_models(a.out, a.dimensions, a.units, a.seed)}
+        result = {"models": build_models(a.out, a.dimensions, a.units, a.seed, a.optimise, a.layers)}
     elif a.cmd == "flex":
         result = {"model": build_flex(a.out, a.dimension)}
     elif a.cmd == "trace":
@@ -206,7 +221,8 @@ def main(argv=None) -> int:
     elif a.cmd == "dataset":
         result = dataset(a.logs, a.dimension, a.out)
     elif a.cmd == "bench":
-        result = bench(a.model, a.steps)
+        bench(a.model)
+        return 0
     else:
         result = version()
     print(json.dumps(result))
