@@ -8,7 +8,7 @@ from imps.config import load_config
 from imps.errors import ConfigError
 from imps.impsy_config import MODES, read
 
-CONFIGS = Path(__file__).parent / "data" / "impsy-configs"
+CONFIGS = Path(__file__).parent / "fixtures" / "impsy"
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +95,10 @@ def test_imps_run_reads_an_impsy_config_directly(tmp_path, caplog):
     assert config.engine.mode == "call_response" and config.serial.settings.format == "text"
     warned = caplog.text
     assert "not honoured: [interaction] input_thru" in warned and "not honoured: verbose" in warned
+
+
+@pytest.mark.parametrize("source", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_impsy_config_here_imports_to_a_box_config_that_loads(tmp_path, capsys, source):
+    config, text, err = imported(tmp_path, source, capsys)
+    assert config.engine.dimension >= 2
+    assert err.strip().splitlines()[-1].endswith("not honoured (listed at the top of the box config)")
