@@ -38,10 +38,13 @@ def test_the_template_impsy_ships(tmp_path, impsy_template, capsys):
     assert (config.osc.sound_host, config.osc.sound_port) == ("127.0.0.1", 6001)   # "localhost" in IMPSY's file
     assert config.serial.enabled and config.serial.settings.port == ("/dev/ttyAMA0",)
     assert config.serial.settings.format == "text" and config.serial.settings.baudrate == 115200
-    for key in ("[midi] in_device", "[midi] out_device", "[midi] input", "[midi] output",
-                "[websocket]", "[serialmidi]", "[webui]", "log_predictions", "verbose"):
+    for key in ("[websocket]", "[serialmidi]", "[webui]", "log_predictions", "verbose"):
         assert f"not honoured: {key}" in err, key
-    assert "# Not honoured:\n" in text and "#   [midi] input: " in text
+    assert "# Not honoured:\n" in text and "#   [serialmidi]: port /dev/ttyAMA0 is also [serial]'s port" in text
+    # [midi]: X-Touch Mini in, Volca FM (through the Studio 1824c) out, the performer through (input_thru)
+    assert config.midi.enabled and [d.device for d in config.midi.settings.input] == ["X-TOUCH"]
+    out = config.midi.settings.output[0]
+    assert out.device == "Studio 1824c" and out.voices == ("model", "performer") and len(out.map) == 8
 
 
 @pytest.mark.parametrize("name, mode", [("serial-example.toml", "call_response"),

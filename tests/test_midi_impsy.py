@@ -53,7 +53,7 @@ def test_xtouch_in_volca_fm_out(name):
     out = volca.messages("model", [62 / 127] + [0.0] * 7)
     assert out[:2] == [mido.Message("note_off", channel=0, note=60, velocity=0),
                        mido.Message("note_on", channel=0, note=62, velocity=127)]
-    assert notes == []
+    assert [n[0] for n in notes] == ["[midi]"] and notes[0][1] is True
 
 
 def test_two_devices_each_way_and_feedback_protection_noted():
@@ -65,7 +65,7 @@ def test_two_devices_each_way_and_feedback_protection_noted():
     s1 = InputMap(s.input[0].map)
     assert s1.updates(mido.Message("note_on", channel=2, note=127, velocity=1)) == [(0, 1.0)]
     assert s1.updates(mido.Message("control_change", channel=2, control=25, value=0)) == [(7, 0.0)]
-    assert any("feedback_protection" in n for n in notes)
+    assert ("[midi] feedback_protection", False) in [n[:2] for n in notes]
 
 
 def test_entries_ranges_velocity_and_bad_ones():
@@ -134,3 +134,19 @@ def test_an_imported_impsy_config_runs_in_the_box(tmp_path):
         virtual.SYSTEM.unplug(studio.name)
     from test_midi_box import stuck_notes
     assert stuck_notes(studio.messages()) == set()
+
+
+def test_imps_config_import_writes_midi_tables_that_load(tmp_path, capsys):
+    """`imps config import` (imps.impsy_config) carries [midi] over as [[midi.input]]/[[midi.output]] tables."""
+    from imps.cli import main
+    from imps.config import load_config
+    assert main(["config", "import", str(FIXTURES / "roland-s-1-xtouch.toml")]) == 0
+    out, err = capsys.readouterr()
+    assert "[[midi.input]]" in out and "[[midi.output]]" in out
+    assert "not honoured: [midi] feedback_protection" in err
+    (tmp_path / "box.toml").write_text(out)
+    section = load_config(tmp_path / "box.toml").midi
+    m = section.settings
+    assert section.enabled and [d.device for d in m.input] == ["S-1", "X-TOUCH"]
+    assert [r.number for r in m.output[1].map] == list(range(9, 17))
+    assert m.input[0].map[0].type == "note" and m.input[0].map[0].channel == 3

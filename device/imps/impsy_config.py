@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
@@ -53,6 +53,7 @@ class Note:
 class Context:
     source: str         # the IMPSY file, for messages
     base: Path          # IMPSY resolves model paths against its workspace: the config file's directory
+    data: dict = field(default_factory=dict)   # the whole IMPSY file ([midi] reads [interaction] input_thru)
 
 
 def looks_like_impsy(data: dict) -> bool:
@@ -205,9 +206,32 @@ def serial(values: dict, box: dict, notes: list, ctx: Context) -> None:
 
 
 def midi(values: dict, box: dict, notes: list, ctx: Context) -> None:
-    """Hook: the box has no MIDI yet; MIDI support replaces this function with the mapping import."""
-    for key in sorted(values):
-        notes.append(Note(f"[midi] {key}", False, "the box has no MIDI input or output yet"))
+    """MIDI devices and mappings (imps.midi.impsy); ``input_thru`` sends the performer to the outputs too."""
+    from .midi.impsy import midi_section
+    _add_midi(midi_section, "midi", values, box, notes, ctx)
+
+
+def serialmidi(values: dict, box: dict, notes: list, ctx: Context) -> None:
+    """DIN MIDI on a UART, unless [serial] reads the same port (one port cannot be both)."""
+    from .midi.impsy import serialmidi_section
+    port = values.get("port")
+    if port is not None and port in box.get("serial", {}).get("port", []):
+        notes.append(Note("[serialmidi]", False, f"port {port} is also [serial]'s port, which the box reads as "
+                                                 "sensor lines; one port cannot be both, so DIN MIDI is left out"))
+        return
+    _add_midi(serialmidi_section, "serialmidi", values, box, notes, ctx)
+
+
+def _add_midi(convert, name: str, values: dict, box: dict, notes: list, ctx: Context) -> None:
+    thru = ctx.data.get("interaction", {}).get("input_thru") is True
+    try:
+        section, said = convert(values, thru)
+    except ConfigError as exc:
+        raise ConfigError(f"{ctx.source}: [{name}] {exc}") from None
+    merged = box.setdefault("midi", {"enabled": True, "input": [], "output": []})
+    merged["input"] += section["input"]
+    merged["output"] += section["output"]
+    notes.extend(Note(key, honoured, text) for key, honoured, text in said)
 
 
 def unsupported(name: str, why: str):
@@ -223,7 +247,7 @@ SECTIONS = {
     "osc": osc,
     "serial": serial,
     "midi": midi,
-    "serialmidi": unsupported("serialmidi", "the box has no MIDI over serial"),
+    "serialmidi": serialmidi,
     "websocket": unsupported("websocket", "the box has no WebSocket input or output"),
     "webui": unsupported("webui", "the box has no web interface; it reports through systemd status and its log"),
 }
@@ -231,7 +255,7 @@ SECTIONS = {
 
 def translate(data: dict, source: str = "IMPSY config", base: Path | None = None) -> tuple[dict, list[Note]]:
     """(box config sections {section: {key: value}}, notes) from a parsed IMPSY config."""
-    ctx = Context(source, base or Path.cwd())
+    ctx = Context(source, base or Path.cwd(), data)
     box: dict = {}
     notes: list[Note] = []
     top_level({k: v for k, v in data.items() if not isinstance(v, dict)}, box, notes, ctx)
@@ -275,6 +299,8 @@ def _toml_value(value) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
@@ -295,5 +321,18 @@ def box_toml(box: dict, notes: list[Note], source: str) -> str:
         if section.startswith("_") or not values:
             continue
         lines.append(f"\n[{section}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        tables = {k: v for k, v in values.items() if _is_tables(v)}
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items() if key not in tables]
+        for key, items in tables.items():         # [[midi.input]]: one table per device, a map entry per line
+            for item in items:
+                lines.append(f"\n[[{section}.{key}]]")
+                for k, v in item.items():
+                    if _is_tables(v):
+                        lines += [f"{k} = ["] + [f"  {_toml_value(x)}," for x in v] + ["]"]
+                    else:
+                        lines.append(f"{k} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"
+
+
+def _is_tables(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(x, dict) for x in value)

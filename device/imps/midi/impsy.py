@@ -64,9 +64,13 @@ def _by_device(section: dict, key: str) -> List[Tuple[str, list]]:
     raise ConfigError(f"IMPSY [midi] {key} is a list but the devices are {devices!r}: expected one device name")
 
 
-def midi_section(midi: dict, input_thru: bool = False) -> Tuple[dict, List[str]]:
-    """Our ``[midi]`` table (validated) from IMPSY's ``[midi]`` table, and notes on what was left out."""
-    notes: List[str] = []
+#: A note on the import: (IMPSY key, carried over (True) or not (False), what to know).
+ImportNote = Tuple[str, bool, str]
+
+
+def midi_section(midi: dict, input_thru: bool = False) -> Tuple[dict, List[ImportNote]]:
+    """Our ``[midi]`` table (validated) from IMPSY's ``[midi]`` table, and notes on the import."""
+    notes: List[ImportNote] = []
     thru_matrix = midi.get("thru_matrix") or {}
     thru_outputs = {o for outs in thru_matrix.values() for o in outs}
     out: Dict[str, Any] = {"enabled": True, "input": [], "output": []}
@@ -77,19 +81,22 @@ def midi_section(midi: dict, input_thru: bool = False) -> Tuple[dict, List[str]]
         voices = ["model", "performer"] if (input_thru or name in thru_outputs) else ["model"]
         out["output"].append({"device": name, "transport": "alsa", "voices": voices,
                               "map": [rule_from_impsy(e, i, True) for i, e in enumerate(entries)]})
+    if out["input"] or out["output"]:
+        notes.append(("[midi]", True, "devices and mappings carried over one for one (entry i of a device's list "
+                                      "drives control i); port names match by substring, ignoring case"))
     if thru_matrix:
-        notes.append("thru_matrix: each named output plays the performer too (from any input)")
+        notes.append(("[midi] thru_matrix", True, "each output it names plays the performer too, from any input"))
     if midi.get("feedback_protection"):
-        notes.append("feedback_protection: not carried over (the box never sends its MIDI input back "
-                     "unless an output lists the performer voice)")
+        notes.append(("[midi] feedback_protection", False, "no counterpart: the box sends its MIDI input back out "
+                                                           "only to outputs that list the performer voice"))
     for key in sorted(set(midi) - {"in_device", "out_device", "input", "output", "thru_matrix",
                                    "feedback_protection", "feedback_threshold"}):
-        notes.append(f"[midi] {key}: no counterpart, left out")
+        notes.append((f"[midi] {key}", False, "no counterpart, left out"))
     _validate(out)
     return out, notes
 
 
-def serialmidi_section(serialmidi: dict, input_thru: bool = False) -> Tuple[dict, List[str]]:
+def serialmidi_section(serialmidi: dict, input_thru: bool = False) -> Tuple[dict, List[ImportNote]]:
     """IMPSY's ``[serialmidi]`` (DIN MIDI on a UART) as our ``[midi]`` devices with transport din."""
     port = serialmidi.get("port")
     if not isinstance(port, str):
@@ -103,7 +110,7 @@ def serialmidi_section(serialmidi: dict, input_thru: bool = False) -> Tuple[dict
                               "voices": ["model", "performer"] if input_thru else ["model"],
                               "map": [rule_from_impsy(e, i, True) for i, e in enumerate(serialmidi["output"])]})
     _validate(out)
-    return out, []
+    return out, [("[serialmidi]", True, f"DIN MIDI on {port} at 31,250 baud (transport \"din\"), mappings one for one")]
 
 
 def _validate(section: dict) -> None:
