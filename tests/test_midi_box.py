@@ -198,3 +198,27 @@ def test_sigterm_silences_a_din_synth(tmp_path, device_python):
         synth.close()
         keys_uart.stop()
         synth_uart.stop()
+
+
+def test_a_clear_waits_for_the_note_being_played():
+    """The engine clears the schedule, then sends silence: a model note already leaving must not
+    land after that silence (it would sound forever). clear() waits for a play in flight."""
+    import threading
+    from imps.scheduler import Scheduler
+    entered, release = threading.Event(), threading.Event()
+
+    def play(event):
+        entered.set()
+        release.wait(5)
+    sched = Scheduler(play).start()
+    try:
+        sched.schedule(time.monotonic(), "note")
+        assert entered.wait(5)
+        cleared = threading.Event()
+        threading.Thread(target=lambda: (sched.clear(), cleared.set()), daemon=True).start()
+        assert not cleared.wait(0.3), "clear() returned while a note was still being played"
+        release.set()
+        assert cleared.wait(5)
+    finally:
+        release.set()
+        sched.stop()

@@ -48,6 +48,7 @@ class Scheduler:
         self._order = itertools.count()
         self._generation = 0
         self._cond = threading.Condition()
+        self._playing = threading.Lock()   # held while an event is checked and played
         self._stop = threading.Event()
         self.thread = SupervisedThread(self._run, "imps-scheduler")
 
@@ -77,13 +78,16 @@ class Scheduler:
         return True
 
     def clear(self) -> int:
-        """Drop every queued event (and one being waited for); returns how many."""
+        """Drop every queued event (and one being waited for); returns how many, once an event
+        already being played has left (so what the caller sends next comes after it)."""
         with self._cond:
             dropped = len(self._heap)
             self._heap.clear()
             self._generation += 1
             self.dropped_cleared += dropped
             self._cond.notify()
+        with self._playing:     # an event already leaving finishes first (see _run)
+            pass
         return dropped
 
     def pending(self) -> int:
@@ -108,16 +112,19 @@ class Scheduler:
                 due, _, generation, event = heapq.heappop(self._heap)
             while clock() < due:  # the last moments: spin (releases the GIL between checks)
                 time.sleep(0)
-            if generation != self._generation:  # cleared while we spun
-                continue
-            late = clock() - due
-            try:
-                self.play(event)
-            except Exception:  # one bad event must not end the schedule
-                self.play_errors += 1
-                if self.play_errors == 1 or self.play_errors % 1000 == 0:
-                    log.exception("scheduler: playing an event failed (%d so far); playing on", self.play_errors)
-                continue
+            # clear() waits for a play in flight (_playing), so the silence that follows a clear (mode
+            # change, reset, pause) always comes after the note, never before it: no stuck note.
+            with self._playing:
+                if generation != self._generation:  # cleared while we spun
+                    continue
+                late = clock() - due
+                try:
+                    self.play(event)
+                except Exception:  # one bad event must not end the schedule
+                    self.play_errors += 1
+                    if self.play_errors == 1 or self.play_errors % 1000 == 0:
+                        log.exception("scheduler: playing an event failed (%d so far); playing on", self.play_errors)
+                    continue
             self.lateness.append(late)
             self.played += 1
             if self.on_played:
