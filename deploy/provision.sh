@@ -18,7 +18,7 @@ STATE=${IMPS_STATE:-/var/lib/imps}
 SERVICE_USER=${IMPS_USER:-imps}
 AUDIO_CARD=${IMPS_AUDIO_CARD:-auto}
 # g++ and libasound2-dev: python-rtmidi (USB MIDI) builds from source where no wheel exists (32-bit Pi OS).
-PACKAGES=(python3-venv python3-dev gcc g++ libsystemd-dev libasound2-dev pkg-config puredata-core rsync alsa-utils)
+PACKAGES=(python3-venv python3-dev gcc g++ libsystemd-dev libasound2-dev pkg-config puredata-core rsync alsa-utils polkitd)
 ETC=${IMPS_ETC:-/etc}
 read -ra GROUPS_NEEDED <<<"${IMPS_GROUPS:-gpio dialout audio}"
 DRY_RUN=0
@@ -125,6 +125,30 @@ EOF
   say "audio: default card $card"
 }
 
+# The shutdown button runs `systemctl poweroff` as the service user, under a unit with
+# NoNewPrivileges and no capabilities (so no sudo): logind asks polkit, and this rule
+# lets that one user power off, nothing else (not reboot, not ignore inhibitors).
+POLKIT_RULE=polkit-1/rules.d/50-imps-poweroff.rules
+power() {
+  local rule="$ETC/$POLKIT_RULE" content
+  content=$(cat <<EOF
+// Written by IMPS provision.sh: the box's shutdown button (user $SERVICE_USER) may power off.
+// Nothing else: not reboot, not suspend, not overriding inhibitors. See docs/appliance.md.
+polkit.addRule(function (action, subject) {
+    if ((action.id == "org.freedesktop.login1.power-off" ||
+         action.id == "org.freedesktop.login1.power-off-multiple-sessions") &&
+        subject.user == "$SERVICE_USER") {
+        return polkit.Result.YES;
+    }
+});
+EOF
+)
+  if [ -e "$rule" ] && [ "$(cat "$rule")" = "$content" ]; then say "power: $rule in place"; return; fi
+  [ -d "$(dirname "$rule")" ] || run install -d -m 0755 "$(dirname "$rule")"
+  write_file "$rule" 0644 <<<"$content"
+  say "power: $SERVICE_USER may power off (polkit rule $rule)"
+}
+
 # A directory with this mode and owner, made or fixed only when it is not so already.
 ensure_dir() {
   local mode=$1 owner=$2 d
@@ -159,6 +183,12 @@ layout() {
 [model]
 path = "$STATE/models/current.tflite"
 
+# D = dt plus the controls: the bundled model's 4 is the sensor board's 3 channels
+# (SENSOR_COUNT in firmware/imps_sensor_board/config.h). A model of another
+# dimension needs this changed, and the board's channels mapped ([serial] channels).
+[engine]
+dimension = 4
+
 [log]
 directory = "$STATE/logs"
 
@@ -190,6 +220,7 @@ on_box() {
   serial
   midi_uart
   audio
+  power
   layout
   say "provisioned; next: make deploy HOST=$ADMIN@$(hostname)"
   [ "$REBOOT" = 0 ] || say "reboot the box once for the serial settings to take effect"

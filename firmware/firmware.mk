@@ -2,7 +2,8 @@
 #   make firmware-test   host C tests of the protocol code against firmware/vectors.json
 #   make firmware        AVR build for Leonardo and Uno, prints flash and RAM use
 #   make firmware-upload BOARD=leonardo PORT=/dev/ttyACM0   flash a board (needs avrdude)
-.PHONY: firmware firmware-test firmware-upload
+#   make firmware-host   the shipped sketch built for this machine (stdin/stdout as its serial port)
+.PHONY: firmware firmware-test firmware-upload firmware-host
 
 FW_BUILD := build/firmware
 FW_HOST := $(FW_BUILD)/host
@@ -24,6 +25,18 @@ $(FW_HOST)/vectors.h: firmware/vectors.json firmware/tests/vectors_to_c.py
 
 $(FW_HOST)/test_protocol: firmware/tests/test_protocol.c firmware/src/imps_protocol.c firmware/src/imps_protocol.h $(FW_HOST)/vectors.h
 	$(FW_CC) $(FW_HOST_CFLAGS) -Ifirmware/src -I$(FW_HOST) firmware/src/imps_protocol.c firmware/tests/test_protocol.c -o $@
+
+# The sketch itself, unchanged, on the host: only the Arduino core is a stand-in
+# (firmware/tests/host_arduino). tests/test_firmware_host.py runs it against the real box.
+FW_CXX ?= g++
+FW_SKETCH := firmware/imps_sensor_board
+firmware-host: $(FW_HOST)/host_board
+
+$(FW_HOST)/host_board: $(FW_SKETCH)/imps_sensor_board.ino $(FW_SKETCH)/config.h firmware/tests/host_board.cpp firmware/tests/host_arduino/Arduino.h firmware/src/imps_protocol.c firmware/src/imps_protocol.h
+	@mkdir -p $(@D)
+	$(FW_CC) -std=c99 -Wall -Wextra -Werror -O1 -c firmware/src/imps_protocol.c -o $(FW_HOST)/imps_protocol.o
+	$(FW_CXX) -std=c++11 -Wall -Wextra -Werror -O1 -Ifirmware/tests/host_arduino -I$(FW_SKETCH) -Ifirmware/src \
+	  -x c++ $(FW_SKETCH)/imps_sensor_board.ino -x none firmware/tests/host_board.cpp $(FW_HOST)/imps_protocol.o -o $@
 
 $(FW_ARDMK_LOCAL)/Arduino.mk:
 	@mkdir -p $(FW_BUILD)/deb

@@ -414,6 +414,48 @@ def test_provision_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
     assert not root.exists(), "a dry run must not change anything"
 
 
+def dry_run_file(output: str, path: Path) -> str:
+    """The content of a file a provision dry run would write (it prints it, prefixed)."""
+    lines = output.splitlines()
+    start = lines.index(f"+ write {path} (mode 0644)") + 1
+    body = []
+    for line in lines[start:]:
+        if not line.startswith("    | "):
+            break
+        body.append(line[6:])
+    return "\n".join(body) + "\n"
+
+
+def polkit_decides(rule: str, action: str, user: str):
+    """Run a polkit rules file in duktape (the engine polkit 121+ uses) as polkitd would:
+    each rule is called with the action and subject; the first answer wins."""
+    import dukpy
+    return dukpy.evaljs([
+        "var rules = [];"
+        "var polkit = {Result: {YES: 'yes', NO: 'no', AUTH_ADMIN: 'auth_admin', NOT_HANDLED: null},"
+        "              addRule: function (f) { rules.push(f); }, log: function () {}};",
+        rule,
+        "var answer = null;"
+        "for (var i = 0; i < rules.length && answer === null; i++) {"
+        "  var r = rules[i]({id: dukpy.action}, {user: dukpy.user, local: false, active: false});"
+        "  if (r !== undefined && r !== null) answer = r; }"
+        "answer"], action=action, user=user)
+
+
+def test_provisioned_polkit_rule_lets_only_the_service_user_power_off(tmp_path):
+    root = tmp_path / "box"
+    r = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True,
+                          env=provision_env(root, IMPS_USER="impsbox")))
+    rule = dry_run_file(r.stdout, root / "etc" / "polkit-1" / "rules.d" / "50-imps-poweroff.rules")
+    assert re.search(r"^PACKAGES=\(.*\bpolkitd\b", PROVISION.read_text(), re.M), "provision must install polkitd"
+    for action in ("org.freedesktop.login1.power-off", "org.freedesktop.login1.power-off-multiple-sessions"):
+        assert polkit_decides(rule, action, "impsbox") == "yes"
+        assert polkit_decides(rule, action, "pi") is None
+    for action in ("org.freedesktop.login1.reboot", "org.freedesktop.login1.power-off-ignore-inhibit",
+                   "org.freedesktop.login1.suspend", "org.freedesktop.systemd1.manage-units"):
+        assert polkit_decides(rule, action, "impsbox") is None, action
+
+
 def test_provision_without_host_is_rejected():
     r = subprocess.run(["make", "-s", "-C", str(REPO), "provision"], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "no HOST given: make provision HOST=user@host" in r.stderr
@@ -480,6 +522,8 @@ def test_provision_for_real_is_idempotent(tmp_path, provision_stubs):
         config = load_config(root / "etc" / "imps" / "box.toml")
         assert config.serial.enabled and config.gpio.backend == "rpigpio" and config.actuators.enabled
         assert (stub_state / "serial").read_text().strip() == "cons=1 hw=0"
+        rule = root / "etc" / "polkit-1" / "rules.d" / "50-imps-poweroff.rules"
+        assert rule.stat().st_mode & 0o777 == 0o644 and f'subject.user == "{user}"' in rule.read_text()
         assert "reboot the box once" in first.stdout
 
         (root / "etc" / "imps" / "box.toml").write_text("# edited by hand\n")

@@ -1,4 +1,5 @@
 """The GPIO seam: fake backend, RPi.GPIO backend selection, buttons, LEDs, pads, keyboard."""
+import subprocess
 import sys
 import time
 import types
@@ -6,7 +7,7 @@ import types
 import pytest
 
 from imps.buttons import (
-    ERROR_PATTERNS, NO_MODEL, NO_SENSOR_BOARD, Debouncer, DigitalInputs, Panel, PanelConfig, led_levels,
+    ERROR_PATTERNS, NO_MODEL, NO_SENSOR_BOARD, SHUTDOWN_FAILED, Debouncer, DigitalInputs, Panel, PanelConfig, led_levels,
 )
 from imps.errors import ConfigError, DeviceError
 from imps.gpio import get_backend
@@ -45,7 +46,8 @@ def rig():
     gpio = FakeBackend(clock=clock)
     ctl = FakeController()
     commands = []
-    panel = Panel(gpio, ctl, CFG, run_command=commands.append, clock=clock)
+    panel = Panel(gpio, ctl, CFG, clock=clock,
+                  run_command=lambda cmd: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     panel.setup()
 
     def hold(pin, seconds, step=0.005):
@@ -125,19 +127,45 @@ def test_shutdown_needs_a_long_hold_and_runs_once(rig):
     assert len(rig.commands) == 1
 
 
-def test_shutdown_command_failure_is_logged_not_raised(caplog):
-    clock = Clock()
-    gpio = FakeBackend(clock=clock)
-
-    def broken(cmd):
-        raise FileNotFoundError(2, "No such file", cmd[0])
-    panel = Panel(gpio, FakeController(), CFG, run_command=broken, clock=clock)
-    panel.setup()
+def hold_shutdown(panel, gpio, clock, seconds=3.5):
     gpio.press(27)
-    for _ in range(700):
+    end = clock.t + seconds
+    while clock.t < end:
         clock.t += 0.005
         panel.poll()
-    assert panel.status()["errors"] == 1 and "shutdown command" in caplog.text
+    gpio.release(27)
+    for _ in range(20):
+        clock.t += 0.005
+        panel.poll()
+
+
+@pytest.mark.parametrize("command, why", [
+    # A real command that fails the way `systemctl poweroff` does without permission.
+    (("sh", "-c", "echo 'Call to PowerOff failed: Access denied' >&2; exit 1"), "exit status 1: Call to PowerOff failed: Access denied"),
+    (("/nonexistent/systemctl", "poweroff"), "No such file"),
+])
+def test_a_failed_shutdown_command_is_logged_and_blinks_all_leds(caplog, command, why):
+    clock = Clock()
+    gpio = FakeBackend(clock=clock)
+    cfg = PanelConfig(mode_button=17, shutdown_button=27, mode_leds=(5, 6, 13, 19), shutdown_command=command)
+    panel = Panel(gpio, FakeController(), cfg, clock=clock)      # the real runner: subprocess.run
+    panel.setup()
+    hold_shutdown(panel, gpio, clock)
+    st = panel.status()
+    assert st["shutdowns"] == 1 and st["errors"] == 1
+    assert not panel.shutting_down, "the LEDs must not say 'shutting down' when nothing happens"
+    assert why in panel.shutdown_failed and why in caplog.text and "polkit" in caplog.text
+    # All four LEDs blink together, fast: on, then off 0.1 s later, then on again.
+    seen = set()
+    for _ in range(8):
+        clock.t += 0.05
+        panel.poll()
+        seen.add(tuple(gpio.state(p) for p in (5, 6, 13, 19)))
+    assert seen == {(True,) * 4, (False,) * 4}
+    # Holding the button again tries again (and succeeds here).
+    panel.config.shutdown_command = ("true",)
+    hold_shutdown(panel, gpio, clock)
+    assert panel.shutting_down and panel.shutdown_failed is None
 
 
 def test_error_patterns_blink_the_mode_led_as_documented(rig):
@@ -174,7 +202,7 @@ def test_show_mode_from_outside_updates_leds_at_once(rig):
 def test_led_levels_pure():
     assert led_levels(Mode.LAYERED, None, 0.0) == (False, False, True, False)
     assert led_levels(Mode.USER, NO_MODEL, 0.75) == (False,) * 4
-    assert set(ERROR_PATTERNS) == {NO_MODEL, NO_SENSOR_BOARD}
+    assert set(ERROR_PATTERNS) == {NO_MODEL, NO_SENSOR_BOARD, SHUTDOWN_FAILED}
     for pattern in ERROR_PATTERNS.values():
         assert sum(d for d, _ in pattern) == pytest.approx(1.0)
 

@@ -1,9 +1,14 @@
 import datetime as dt
+import errno
 import os
+import subprocess
+import time
 
 import numpy as np
+import pytest
 
-from imps.interaction_log import LogWriter, dimension_from_filename, log_filename, read_log
+from imps.interaction_log import (FSYNC_DELAY, LogFile, LogWriter, dimension_from_filename, log_filename,
+                                  read_log)
 
 
 def test_writer_then_reader_round_trip(tmp_path):
@@ -54,18 +59,143 @@ def test_writer_flushes_each_line_before_close(tmp_path):
     w.close()
 
 
-def test_full_disk_stops_logging_but_never_raises(tmp_path, caplog):
-    if not os.path.exists("/dev/full"):
-        raise AssertionError("/dev/full is needed to simulate a full disk")
-    w = LogWriter(tmp_path, dimension=2)
-    w._file.close()
-    w._file = open("/dev/full", "w", encoding="utf-8")
-    for _ in range(5):
-        w.write("interface", [0.5])
-    w.close()
-    assert w.failed and "No space left" in w.failed
+class FaultyDisk:
+    """A LogFile seam that fails like a full disk on request (root-free) and records fsyncs."""
+
+    def __init__(self):
+        self.full = False
+        self.events = []          # ("write", monotonic) and ("sync", monotonic)
+        self.files = []
+
+    def open(self, path):
+        disk = self
+
+        class File(LogFile):
+            def write(self, data):
+                if disk.full:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                super().write(data)
+                disk.events.append(("write", time.monotonic()))
+
+            def sync(self):
+                super().sync()
+                disk.events.append(("sync", time.monotonic()))
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        f = File(path)
+        self.files.append(f)
+        return f
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+def test_a_lone_write_is_fsynced_by_the_timer_not_the_next_line(tmp_path):
+    disk = FaultyDisk()
+    w = LogWriter(tmp_path, dimension=2, opener=disk.open)
+    try:
+        w.write("interface", [0.5])     # and then a quiet stretch: no later line comes
+        assert wait_for(lambda: any(kind == "sync" for kind, _ in disk.events)), \
+            "a line was left unsynced through a quiet stretch"
+        (first, wrote_at), (second, synced_at) = disk.events[:2]
+        assert (first, second) == ("write", "sync")
+        assert synced_at - wrote_at >= FSYNC_DELAY * 0.9     # by the timer, after the write
+    finally:
+        w.close()
+
+
+def read_like_impsy(path, dimension):
+    """IMPSY's own log reader (impsy/dataset.py, transform_log_to_sequence_example)."""
+    import pandas as pd
+    names = ["date", "source"] + [f"x{i}" for i in range(dimension - 1)]
+    df = pd.read_csv(path, header=None, parse_dates=True, index_col=0, names=names)
+    df = df[df.source == "interface"]
+    df["t"] = df.index
+    df.t = df.t.diff()
+    df.t = df.t.dt.total_seconds()
+    df = df.dropna()
+    return np.array(df[["t"] + names[2:]])
+
+
+def check_gap_log(path, before, after, lost):
+    """The log after a full disk: every line before and after, one gap marker, nothing torn."""
+    rec = read_log(path)
+    assert rec.skipped == [], rec.skipped
+    assert len(rec.sources) == before + after
+    assert [n for _, n in rec.gaps] == [lost]
+    rows = read_like_impsy(path, 2)       # IMPSY's reader skips the marker and keeps every line
+    assert rows.shape == (before + after - 1, 2) and np.isfinite(rows.astype(float)).all()
+
+
+def test_full_disk_then_freed_resumes_with_a_gap_marker(tmp_path, caplog):
+    disk = FaultyDisk()
+    w = LogWriter(tmp_path, dimension=2, opener=disk.open)
+    try:
+        for i in range(5):
+            w.write("interface", [i / 10])
+        assert wait_for(lambda: w.written == 5)
+        disk.full = True
+        for i in range(3):
+            w.write("interface", [0.9])
+        assert wait_for(lambda: w.lost == 3)
+        assert w.failed and "No space left" in w.failed
+        disk.full = False                                  # space returns; no new line needed
+        assert wait_for(lambda: w.failed is None), "logging did not resume by itself"
+        for i in range(4):
+            w.write("interface", [i / 10])
+        assert wait_for(lambda: w.written == 9)
+    finally:
+        w.close()
+    assert w.gaps == 1 and w.lost == 3
     assert sum("interaction log stopped" in r.message for r in caplog.records) == 1
-    w.write("interface", [0.5])  # still never raises
+    assert sum("interaction log resumed" in r.message for r in caplog.records) == 1
+    check_gap_log(w.path, 5, 4, 3)
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A real 64 KiB tmpfs (mounting needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root; the FaultyDisk tests cover the same logic without it")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_real_full_filesystem_then_freed(tiny_filesystem):
+    filler = tiny_filesystem / "filler"
+    w = LogWriter(tiny_filesystem / "logs", dimension=2)
+    try:
+        for i in range(10):
+            w.write("interface", [i / 10])
+        assert wait_for(lambda: w.written == 10)
+        with open(filler, "wb", buffering=0) as f:          # fill the disk to the last byte
+            try:
+                while True:
+                    f.write(b"x" * 4096)
+                    f.flush()
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        for i in range(200):                                # enough to need a new block
+            w.write("interface", [0.123456789])
+        assert wait_for(lambda: w.lost > 0 and w.written + w.lost == 210)
+        assert w.failed
+        filler.unlink()
+        assert wait_for(lambda: w.failed is None), "logging did not resume when space returned"
+        for i in range(5):
+            w.write("interface", [i / 10])
+        assert wait_for(lambda: w.written + w.lost == 215)
+    finally:
+        w.close()
+    check_gap_log(w.path, w.written - 5, 5, w.lost)
 
 
 def test_read_only_directory_does_not_crash(tmp_path):
@@ -73,5 +203,6 @@ def test_read_only_directory_does_not_crash(tmp_path):
     blocked.write_text("")
     w = LogWriter(blocked / "logs", dimension=2)
     w.write("interface", [0.5])
+    assert wait_for(lambda: w.lost == 1)
     w.close()
     assert w.failed

@@ -124,6 +124,10 @@ def test_corrupt_and_missing_files_are_clear_errors(tmp_path, tiny_model):
         MDRNN(garbage)
     with pytest.raises(ModelError, match="no such file"):
         MDRNN(tmp_path / "missing.tflite")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.tflite").write_bytes(tiny_model.read_bytes())
+    with pytest.raises(ModelError, match=r"models: is a directory, not a model file.*holds mine.tflite"):
+        MDRNN(tmp_path / "models")
 
 
 @pytest.mark.parametrize("runtime", ["tflite-runtime", "ai-edge-litert"])

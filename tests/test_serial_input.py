@@ -251,3 +251,72 @@ def test_settings_reject_unknown_and_bad_values():
     with pytest.raises(ConfigError, match="channel 1"):
         SerialSettings(calibration=[(0, 1), (5, 5)])
     assert calibrate(0.5, 0.0, 2.0) == 0.25 and calibrate(-1, 0, 1) == 0.0
+
+
+def _answer_hello(master, info, timeout=3.0):
+    """Wait for the box's HELLO, then answer it as a board would."""
+    dec, got = Decoder(), []
+    assert wait_for(lambda: got.extend(dec.feed(_read_some(master))) or
+                    any(f.kind == FrameType.HELLO for f in got), timeout)
+    os.write(master, hello_reply_frame(0, info))
+
+
+def test_more_board_channels_than_controls_is_one_clear_error_and_plays_on(pty_pair, source, caplog):
+    master, path = pty_pair
+    events = Events()
+    src = source(port=path, controls=3)
+    src.start(events)
+    assert src.wait_connected(3)
+    _answer_hello(master, BoardInfo(1, (1, 0), 4, 2))
+    assert wait_for(lambda: src.board is not None)
+    for seq in range(20):
+        os.write(master, sensor_frame(seq, [seq / 20, 0.5, 0.25, 0.75]))
+    assert wait_for(lambda: len(events) == 20), "frames from a 4-channel board were dropped"
+    assert all(channels == [0, 1, 2] for _, channels in events.items)
+    errors = [r.message for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
+    assert "sends 4 channels" in errors[0] and "has 3 controls" in errors[0]
+    assert "SENSOR_COUNT 3" in errors[0] and "channels = [0, 1, 2, false]" in errors[0]
+    assert "sends 4 channels" in src.status()["mismatch"]
+
+
+def test_fewer_board_channels_than_controls_is_said_once_from_the_frames(pty_pair, source, caplog):
+    master, path = pty_pair
+    src = source(port=path, controls=3, hello_attempts=0)   # an old board that never answers HELLO
+    events = Events()
+    src.start(events)
+    assert src.wait_connected(3)
+    for seq in range(5):
+        os.write(master, sensor_frame(seq, [seq / 5, 0.5]))
+    assert wait_for(lambda: len(events) == 5)
+    errors = [r.message for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "sends 2 channels" in errors[0] and "controls 2..2 never move" in errors[0]
+
+
+def test_an_unasked_hello_reply_does_not_replace_the_board(pty_pair, source, caplog):
+    master, path = pty_pair
+    src = source(port=path)
+    src.start(Events())
+    assert src.wait_connected(3)
+    _answer_hello(master, BoardInfo(1, (1, 0), 3, 2))
+    assert wait_for(lambda: src.board is not None)
+    os.write(master, hello_reply_frame(1, BoardInfo(1, (9, 9), 16, 0)) + sensor_frame(2, [0.5]))
+    assert wait_for(lambda: src.status()["unasked_replies"] == 1)
+    assert src.board == BoardInfo(1, (1, 0), 3, 2)
+    assert any("nobody asked for" in r.message for r in caplog.records)
+
+
+def test_garbage_is_logged_rate_limited_as_well_as_counted(pty_pair, source, caplog):
+    master, path = pty_pair
+    src = source(port=path, hello_attempts=0)
+    events = Events()
+    src.start(events)
+    assert src.wait_connected(3)
+    for i in range(10):
+        os.write(master, b"\x07garbage that is no frame\x00" + sensor_frame(i, [i / 10]))
+    assert wait_for(lambda: len(events) == 10)
+    st = src.status()
+    assert st["bad_frames"] + st["crc_errors"] == 10
+    reports = [r.message for r in caplog.records if "bad frames since the last report" in r.message]
+    assert 1 <= len(reports) <= 2, reports          # logged, but not once per bad frame
+    assert str(path) in reports[0]

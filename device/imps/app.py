@@ -149,7 +149,7 @@ class Box:
             self.midi_out.start()
             self.supervisor.watch("MIDI output", lambda: self.midi_out.thread)
         if c.serial.enabled:
-            self.serial = SerialInput(c.serial.settings)
+            self.serial = SerialInput(c.serial.settings, controls=c.engine.dimension - 1)
             self.sources.append(self.serial)
             self.supervisor.watch("serial reader", lambda: self.serial.thread if self.serial else None)
             if c.actuators.enabled:
@@ -366,6 +366,8 @@ class Box:
                 board += f" bad {bad}"
             if st["reconnects"]:
                 board += f" reconnects {st['reconnects']}"
+            if st["mismatch"]:
+                board += " CHANNELS MISMATCH"
             parts.append(board)
         if self.actuator is not None:
             parts.append(f"act {self.actuator.sent}")
@@ -375,6 +377,8 @@ class Box:
             parts.append("LEDs " + render_leds(self.gpio, self.panel.config.mode_leds))
         if self.gpio_error:
             parts.append("GPIO OFF")
+        if self.panel is not None and self.panel.shutdown_failed:
+            parts.append("SHUTDOWN FAILED")
         note, when = self.note
         if note and time.monotonic() - when < 3.0:
             parts.append(note)

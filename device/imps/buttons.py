@@ -12,15 +12,20 @@ Buttons:
 - mode, long press (held ``long_press`` seconds; fires while still held, once):
   ``controller.reset_state()``; all mode LEDs light for 0.3 s to confirm.
 - shutdown, long press (held ``shutdown_hold`` seconds): runs
-  ``shutdown_command`` once (default ``systemctl poweroff``); all mode LEDs stay
-  lit from then on. A short press does nothing, so a knock cannot power off the box.
+  ``shutdown_command`` once (default ``systemctl poweroff``) and checks its exit
+  status; all mode LEDs stay lit from then on. If the command fails (not
+  installed, or not allowed: the service user needs the polkit rule that
+  deploy/provision.sh writes), its error goes to the log and all mode LEDs blink
+  fast (``shutdown_failed``) until the button is held again. A short press does
+  nothing, so a knock cannot power off the box.
 
 LEDs: one per mode, in :class:`imps.modes.Mode` order (user, call and
 response, layered, duet). The current mode's LED is lit, the others dark. An
 error makes the lit LED blink (:data:`ERROR_PATTERNS`), repeating every second:
 
 - ``no_model``: slow blink, 0.5 s on, 0.5 s off (the box runs user-only);
-- ``no_sensor_board``: double blink, 0.1 on, 0.1 off, 0.1 on, 0.7 off.
+- ``no_sensor_board``: double blink, 0.1 on, 0.1 off, 0.1 on, 0.7 off;
+- ``shutdown_failed``: every mode LED blinks fast, 0.1 on, 0.1 off.
 
 The panel talks to the engine only through a controller object with::
 
@@ -54,10 +59,14 @@ log = logging.getLogger("imps.panel")
 
 NO_MODEL = "no_model"
 NO_SENSOR_BOARD = "no_sensor_board"
+SHUTDOWN_FAILED = "shutdown_failed"
+#: The shutdown command gets this long to answer (systemctl poweroff returns at once).
+SHUTDOWN_TIMEOUT = 30.0
 #: Error kind -> one second of (duration, lit) steps, repeated.
 ERROR_PATTERNS = {
     NO_MODEL: ((0.5, True), (0.5, False)),
     NO_SENSOR_BOARD: ((0.1, True), (0.1, False), (0.1, True), (0.7, False)),
+    SHUTDOWN_FAILED: ((0.1, True), (0.1, False)) * 5,  # on every mode LED at once
 }
 RESET_FLASH = 0.3
 
@@ -106,6 +115,10 @@ class Debouncer:
             self._long_fired = True
             events.append("long")
         return events
+
+
+def run_shutdown_command(cmd: Sequence[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=SHUTDOWN_TIMEOUT)
 
 
 def pattern_lit(pattern, t: float) -> bool:
@@ -163,12 +176,12 @@ class Panel:
     """Mode and shutdown buttons and mode LEDs (see the module docstring)."""
 
     def __init__(self, backend: GPIOBackend, controller: Controller, config: Optional[PanelConfig] = None, *,
-                 run_command: Callable[[Sequence[str]], object] = subprocess.Popen,
+                 run_command: Callable[[Sequence[str]], subprocess.CompletedProcess] = None,
                  clock: Callable[[], float] = time.monotonic):
         self.gpio = backend
         self.controller = controller
         self.config = config or PanelConfig()
-        self._run_command = run_command
+        self._run_command = run_command or run_shutdown_command
         self._clock = clock
         c = self.config
         self._mode_button = Debouncer(c.debounce, c.long_press)
@@ -178,6 +191,8 @@ class Panel:
         self._error_since = 0.0
         self._flash_until = -1.0
         self.shutting_down = False
+        self.shutdown_failed: Optional[str] = None     # why the last shutdown command failed
+        self._shutdown_failed_at = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -228,7 +243,8 @@ class Panel:
         self._update_leds(self._clock())
 
     def status(self) -> dict:
-        return dict(mode=self._mode.value, error=self._error, shutting_down=self.shutting_down, **self.counters)
+        return dict(mode=self._mode.value, error=self._error, shutting_down=self.shutting_down,
+                    shutdown_failed=self.shutdown_failed, **self.counters)
 
     # -- polling ------------------------------------------------------------------
     def poll(self, now: Optional[float] = None) -> None:
@@ -263,20 +279,34 @@ class Panel:
 
     def _shutdown(self) -> None:
         self.shutting_down = True
+        self.shutdown_failed = None
         self.counters["shutdowns"] += 1
         cmd = list(self.config.shutdown_command)
         log.warning("shutdown button held %.1f s: running %s", self.config.shutdown_hold, " ".join(cmd))
         try:
-            self._run_command(cmd)
+            result = self._run_command(cmd)
+            if result.returncode != 0:
+                said = (result.stderr or result.stdout or "").strip().splitlines()
+                why = f"exit status {result.returncode}" + (f": {said[-1]}" if said else "")
+            else:
+                return
         except (OSError, subprocess.SubprocessError) as exc:
-            self.counters["errors"] += 1
-            log.error("shutdown command %s failed: %s (is it installed, and may this user run it?)", cmd, exc)
+            why = str(exc)
+        # Not powering off after all: say so on the LEDs, not "shutting down" forever.
+        self.counters["errors"] += 1
+        self.shutting_down = False
+        self.shutdown_failed, self._shutdown_failed_at = why, self._clock()
+        log.error("shutdown command %s failed, the box stays on: %s (is it installed, and may this user "
+                  "run it? the service user needs the polkit rule deploy/provision.sh writes, "
+                  "see docs/appliance.md)", " ".join(cmd), why)
 
     def led_levels(self, now: Optional[float] = None) -> Tuple[bool, ...]:
         now = self._clock() if now is None else now
         n = len(self.config.mode_leds)
         if self.shutting_down or now < self._flash_until:
             return (True,) * n
+        if self.shutdown_failed:
+            return (pattern_lit(ERROR_PATTERNS[SHUTDOWN_FAILED], now - self._shutdown_failed_at),) * n
         with self._lock:
             mode, error, since = self._mode, self._error, self._error_since
         return led_levels(mode, error, now - since, n) if n else ()

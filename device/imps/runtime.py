@@ -111,9 +111,18 @@ def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: in
     knows (IMPSY's `--optimise` models) is loaded with ai-edge-litert instead.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.tflite"))
+        raise ModelError(f"model {path}: is a directory, not a model file; give the .tflite file itself"
+                         + (f" (it holds {', '.join(inside[:3])})" if inside else " (it holds no .tflite file)"))
+    if not path.exists():
         raise ModelError(f"model {path}: no such file")
-    data = path.read_bytes()
+    if not path.is_file():
+        raise ModelError(f"model {path}: not a regular file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"model {path}: cannot read it: {exc.strerror or exc}") from None
     check_flatbuffer_header(path, data)
     cls, name = interpreter_class(runtime)
     if sidecar is not None and sidecar.sha256:

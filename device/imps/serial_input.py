@@ -45,6 +45,8 @@ log = logging.getLogger("imps.serial")
 #: Where an Arduino-class board usually shows up, most specific first.
 DEFAULT_PORTS = ("/dev/serial/by-id/usb-Arduino*", "usb:2341", "usb:2a03")
 FORMATS = ("frames", "text")
+#: Bad frames or lines are logged at most once per this many seconds (and always counted).
+GARBAGE_LOG_INTERVAL = 10.0
 
 
 @dataclass
@@ -127,11 +129,13 @@ class SerialInput:
 
     name = "serial"
 
-    def __init__(self, settings: Optional[SerialSettings] = None, *,
+    def __init__(self, settings: Optional[SerialSettings] = None, *, controls: Optional[int] = None,
                  opener: Callable[..., serial.SerialBase] = serial.serial_for_url, **overrides):
         if settings is not None and overrides:
             raise ConfigError("give SerialInput either settings or keyword overrides, not both")
         self.settings = settings or SerialSettings(**overrides)
+        #: The box's control count ([engine] dimension - 1), to check the board's channels against.
+        self.controls = controls
         self._opener = opener
         s = self.settings
         self._decoder = Decoder() if s.format == "frames" else None
@@ -147,7 +151,13 @@ class SerialInput:
         self.board: Optional[BoardInfo] = None
         self.port_name: Optional[str] = None
         self.last_error = ""
-        self.counters = dict(connects=0, reconnects=0, events=0, ignored_frames=0,
+        #: Why the board's channels do not fit the box's controls ("" when they do).
+        self.mismatch = ""
+        self._channels_checked = False
+        self._hello_pending = False      # a HELLO went out and no reply came yet
+        self._garbage_logged = 0         # bad chunks already reported in the log
+        self._garbage_logged_at = -GARBAGE_LOG_INTERVAL
+        self.counters = dict(connects=0, reconnects=0, events=0, ignored_frames=0, unasked_replies=0,
                              tx_frames=0, tx_dropped=0, callback_errors=0)
 
     # -- InputSource ----------------------------------------------------------
@@ -167,7 +177,7 @@ class SerialInput:
         st = dict(connected=self._connected.is_set(), port=self.port_name,
                   board=(f"fw {self.board.version}, {self.board.channels} ch, {self.board.actuators} act"
                          if self.board else None),
-                  last_error=self.last_error, **self.counters)
+                  last_error=self.last_error, mismatch=self.mismatch, **self.counters)
         if self._decoder is not None:
             st.update(self._decoder.counts())
         if self._lines is not None:
@@ -251,6 +261,8 @@ class SerialInput:
         self.port_name = url
         self.board = None
         self._last = None
+        self._channels_checked = False
+        self._hello_pending = False
         if self._decoder is not None:
             self._decoder.reset()
         if self._lines is not None:
@@ -278,38 +290,94 @@ class SerialInput:
         while not self._stop.is_set():
             if (self._decoder is not None and self.board is None and hellos < s.hello_attempts
                     and time.monotonic() - last_hello >= s.hello_interval):
-                self.send(hello_frame(self.next_seq()))
+                if self.send(hello_frame(self.next_seq())):
+                    self._hello_pending = True
                 hellos, last_hello = hellos + 1, time.monotonic()
             data = port.read(max(1, port.in_waiting))
-            if not data:
-                continue
-            if self._decoder is not None:
-                for frame in self._decoder.feed(data):
-                    if frame.kind == FrameType.SENSOR:
-                        self._deliver(frame.floats())
-                    elif frame.kind == FrameType.HELLO_REPLY:
-                        self._hello_reply(frame.board)
-                    else:
-                        self.counters["ignored_frames"] += 1
+            if data:
+                self._feed(data)
+            self._report_garbage()
+
+    def _feed(self, data: bytes) -> None:
+        if self._decoder is None:
+            for values in self._lines.feed(data):
+                self._deliver(values)
+            return
+        for frame in self._decoder.feed(data):
+            if frame.kind == FrameType.SENSOR:
+                self._deliver(frame.floats())
+            elif frame.kind == FrameType.HELLO_REPLY and self._hello_pending:
+                self._hello_reply(frame.board)
+            elif frame.kind == FrameType.HELLO_REPLY:
+                # Not an answer to our HELLO (a second board on the line, noise that passed the
+                # CRC, a replayed capture): the board we asked keeps its identity.
+                self.counters["unasked_replies"] += 1
+                if self.counters["unasked_replies"] == 1:
+                    log.warning("sensor board at %s: a HELLO_REPLY nobody asked for (claims firmware %s, "
+                                "%d channels), ignored; still %s", self.port_name, frame.board.version,
+                                frame.board.channels, f"firmware {self.board.version}" if self.board else "unknown")
             else:
-                for values in self._lines.feed(data):
-                    self._deliver(values)
+                self.counters["ignored_frames"] += 1
+
+    def _report_garbage(self) -> None:
+        """Bad frames or lines are counted always and logged at most every GARBAGE_LOG_INTERVAL s."""
+        decoder = self._decoder or self._lines
+        counts = decoder.counts()
+        bad = counts.get("crc_errors", 0) + counts.get("bad_frames", 0) + counts.get("bad_lines", 0)
+        if bad == self._garbage_logged:
+            return
+        now = time.monotonic()
+        if now - self._garbage_logged_at < GARBAGE_LOG_INTERVAL:
+            return
+        log.warning("sensor board at %s: %d bad %s since the last report (%d in all), last: %s "
+                    "(noise on the cable, a wrong baud rate or format, or another program on the port)",
+                    self.port_name, bad - self._garbage_logged, "frames" if self._decoder else "lines", bad,
+                    decoder.last_error)
+        self._garbage_logged, self._garbage_logged_at = bad, now
 
     def _hello_reply(self, board: BoardInfo) -> None:
         self.board = board
+        self._hello_pending = False
         log.info("sensor board at %s: protocol %d, firmware %s, %d sensor channels, %d actuators",
                  self.port_name, board.protocol, board.version, board.channels, board.actuators)
-        mapped = self.settings.channels
-        if mapped is not None and len(mapped) > board.channels:
-            log.warning("serial channels maps %d board channels but the board at %s has %d",
-                        len(mapped), self.port_name, board.channels)
+        self._check_channels(board.channels)
+
+    def _check_channels(self, n: int) -> None:
+        """One clear error when the board's channel count does not fit the box's controls."""
+        self._channels_checked = True
+        mapped, controls = self.settings.channels, self.controls
+        problem = ""
+        if mapped is not None:
+            if len(mapped) > n:
+                problem = (f"[serial] channels maps {len(mapped)} board channels but the board sends {n}: "
+                           f"the controls mapped from channels {n}..{len(mapped) - 1} never move. "
+                           f"Fix: give channels one entry per board channel, or flash the firmware with "
+                           f"SENSOR_COUNT {len(mapped)}")
+        elif controls is not None and n != controls:
+            fix = ", ".join([str(i) for i in range(min(n, controls))] + ["false"] * max(0, n - controls))
+            problem = (f"the board sends {n} channels but the box has {controls} controls "
+                       f"([engine] dimension = {controls + 1}): "
+                       + (f"channels {controls}..{n - 1} are ignored" if n > controls
+                          else f"controls {n}..{controls - 1} never move")
+                       + f". Fix: flash the firmware with SENSOR_COUNT {controls} "
+                         f"(firmware/imps_sensor_board/config.h), or set [serial] channels = [{fix}], "
+                         f"or use a model of dimension {n + 1}")
+        if problem and problem != self.mismatch:
+            log.error("sensor board at %s: %s", self.port_name, problem)
+        elif not problem and self.mismatch:
+            log.info("sensor board at %s: its %d channels fit the box now", self.port_name, n)
+        self.mismatch = problem
 
     def _deliver(self, raw: Sequence[float]) -> None:
         s = self.settings
+        if not self._channels_checked:
+            self._check_channels(len(raw))
         values: List[float] = []
         channels: List[int] = []
         for i, v in enumerate(raw):
             if s.channels is None:
+                if self.controls is not None and i >= self.controls:
+                    continue   # no such control (said once, in _check_channels)
                 control = i
             elif i < len(s.channels) and s.channels[i] is not None:
                 control = s.channels[i]

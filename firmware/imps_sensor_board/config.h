@@ -11,9 +11,12 @@
 /* USB serial speed. The Leonardo's USB CDC ignores it; the Uno's UART uses it. */
 #define SERIAL_BAUD 115200
 
-/* Sensor channels: potentiometers, force sensors, a lever, one per analog pin. */
-#define SENSOR_COUNT 4
-#define SENSOR_PINS { A0, A1, A2, A3 }
+/* Sensor channels: potentiometers or force sensors, one per analog pin. The box plays
+ * SENSOR_COUNT controls, so this must equal its [engine] dimension - 1: 3 for the bundled
+ * model and the provisioned box.toml (dimension 4). Otherwise map the channels in the box's
+ * [serial] channels; the box says so once, naming both numbers, when the board connects. */
+#define SENSOR_COUNT 3
+#define SENSOR_PINS { A0, A1, A2 }
 
 /* Read every sensor this often (milliseconds). */
 #define SAMPLE_INTERVAL_MS 2
