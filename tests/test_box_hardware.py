@@ -12,6 +12,7 @@ import subprocess
 import termios
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,12 +305,17 @@ def write_config(tmp_path, sound_port):
     return path
 
 
-def test_imps_run_simulate_plays_and_logs(tmp_path, device_python, sound):
+def test_make_run_plays_and_the_model_answers(tmp_path, device_python, sound):
+    """`make run` as the README says, with short phrases so call and response has silences to answer."""
     logs = tmp_path / "logs"
+    config = write_config(tmp_path, sound.port)
+    with open(config, "a") as f:
+        f.write("[performer]\nphrase_seconds = 2.0\nrest_seconds = 3.0\n")
+    repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [device_python, "-m", "imps", "run", "--simulate", "--duration", "5", "-q",
-         "--log-dir", str(logs), "--config", str(write_config(tmp_path, sound.port))],
-        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+        ["make", "--no-print-directory", "-C", str(repo), "run",
+         f"ARGS=--duration 20 -q --log-dir {logs} --config {config}"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sensor board connected" in proc.stderr
     files = list(logs.glob("*-4d-mdrnn.log"))
@@ -317,6 +323,9 @@ def test_imps_run_simulate_plays_and_logs(tmp_path, device_python, sound):
     lines = files[0].read_text().splitlines()
     assert any(",interface," in line for line in lines)
     assert sound.of("/performer")
+    # The model answers: in the rests, model events reach the sound engine and the log.
+    assert len(sound.of("/model")) >= 3, proc.stderr[-2000:]
+    assert sum(",rnn," in line for line in lines) >= 3
 
 
 def test_imps_run_simulate_on_a_terminal_takes_keys_and_restores_it(tmp_path, device_python, sound):

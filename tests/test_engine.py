@@ -79,30 +79,56 @@ def test_call_and_response_answers_after_silence_then_yields(box_factory, sound)
     sound.wait_for("/model", 1, timeout=5, since=back + 0.3)
 
 
+def record_model_calls(box):
+    """Wrap the model's step and sample (in the engine's own thread) to record what it is fed and gives."""
+    stepped, sampled = [], []
+    ready = []
+
+    def install():
+        model = box.engine.model
+        step, sample = model.step, model.sample
+        model.step = lambda row: (stepped.append([float(v) for v in row]), step(row))[1]
+        model.sample = lambda: (lambda row: (sampled.append([float(v) for v in row]), row)[1])(sample())
+        ready.append(True)
+    box.engine.submit(install)
+    deadline = time.monotonic() + 10
+    while not ready and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready, "the engine did not run the wrapper"
+    return stepped, sampled
+
+
 def test_layered_answers_each_performer_event_exactly_once(box_factory, sound):
     box = box_factory("layered")
+    _, sampled = record_model_calls(box)
     play(box, 8, gap=0.15)
     sound.wait_for("/model", 8, timeout=10)
     time.sleep(1.0)
-    assert len(sound.of("/model")) == 8
-    performer_times = [t for t, _ in sound.of("/performer")]
-    model_times = [t for t, _ in sound.of("/model")]
-    assert model_times[0] >= performer_times[0]
+    model = sound.of("/model")
+    assert len(model) == 8
+    # Each companion is the model's own sample, played in order, and never before its
+    # performer event plus the predicted dt (times time_scale 1.0).
+    assert len(sampled) == 8
+    np.testing.assert_allclose([args for _, args in model], [row[1:] for row in sampled], atol=1e-6)
+    performer = [t for t, _ in sound.of("/performer")]
+    for (t_model, _), t_performer, row in zip(model, performer, sampled):
+        assert t_model >= t_performer + row[0] - 0.005
 
 
 def test_duet_keeps_playing_and_performer_steers_the_state(box_factory, sound):
     box = box_factory("duet")
     sound.wait_for("/model", 5, timeout=5)
-    states = []
-    box.engine.submit(lambda: states.append(box.engine.model.state()))
-    play(box, 5)
-    box.engine.submit(lambda: states.append(box.engine.model.state()))
+    stepped, _ = record_model_calls(box)
+    sent = play(box, 5)
     t_after = sound.wait_for("/performer", 5)[-1][0]
     sound.wait_for("/model", 3, timeout=5, since=t_after)  # keeps playing while the performer plays
-    deadline = time.monotonic() + 2
-    while len(states) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not all(np.allclose(a, b) for a, b in zip(*states))
+    box.engine.set_paused(True)
+    # The performer's gestures went into the model's state, in order, between its own events.
+    fed = [row[1:] for row in stepped]
+    found = [next((i for i, row in enumerate(fed) if np.allclose(row, values, atol=1e-6)), None) for values in sent]
+    assert None not in found, f"performer gestures never reached the model: {sent} not in {fed}"
+    assert found == sorted(found)
+    assert len(fed) > len(sent), "the model stopped playing its own voice"
 
 
 def test_model_events_leave_on_schedule(box_factory, sound):

@@ -39,6 +39,19 @@ def test_sigma_temperature_scales_the_variance():
     assert xs.mean() == pytest.approx(0.5, abs=0.01)
 
 
+def test_sigma_temperature_and_input_scale_together():
+    """The model's scaled units: mu / scale and sigma * sqrt(sigma temperature) / scale."""
+    p = params_for([[3.0, 4.0]], [[2.0, 1.0]], [0.0])
+    s = Sampler(2, 1, input_scale=10.0, sigma_temperature=0.25, seed=6)
+    xs = np.array([s.sample(p) for _ in range(20000)])
+    assert xs[:, 0].mean() == pytest.approx(0.3, abs=0.005) and xs[:, 1].mean() == pytest.approx(0.4, abs=0.005)
+    assert xs[:, 0].std() == pytest.approx(2.0 * 0.5 / 10, rel=0.05)
+    assert xs[:, 1].std() == pytest.approx(1.0 * 0.5 / 10, rel=0.05)
+    s.sigma_temperature = 1.0                      # changed live: the new spread applies at once
+    xs = np.array([s.sample(p)[1] for _ in range(20000)])
+    assert xs.std() == pytest.approx(1.0 / 10, rel=0.05)
+
+
 def test_input_scale_divides_mus_and_sigmas():
     p = params_for([[2.0, 5.0]], [[1.0, 1.0]], [0.0])
     s = Sampler(2, 1, input_scale=10.0, sigma_temperature=0.0, seed=4)
