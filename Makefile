@@ -14,7 +14,7 @@ export IMPS_WORK_PYTHON := $(abspath $(WPY))
 export IMPS_IMPSY_PYTHON := $(abspath $(IPY))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-python system-deps clean default-model impsy-env
+.PHONY: help setup run test test-python system-deps clean default-model impsy-env soak
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | column -t -s $$'\t'
@@ -57,6 +57,11 @@ run: $(DEVICE)/.installed  ## play: a simulated box (default model, call and res
 
 test: system-deps setup impsy-env  ## run every test
 	$(MAKE) test-python
+
+# The soak: the real box under random faults for SOAK_MINUTES (docs/reliability.md).
+SOAK_MINUTES ?= 2
+soak: $(DEVICE)/.installed  ## run the real box under random faults (SOAK_MINUTES=2) and account for every event
+	$(DEVICE)/bin/imps soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 test-python:
 	$(WPY) -m pytest -q tests $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """The benchmark suite's plumbing: schema, a tiny real run, the plots, `make bench HOST=`.
 
-Timings themselves are never asserted (DESIGN.md: figures are measured by
+Timings themselves are never asserted (figures are measured by
 benchmarks, not by timed tests); only that every measurement is there, in the
 documented shape.
 """

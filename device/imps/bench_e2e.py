@@ -10,14 +10,16 @@ part that fails becomes a note in the results, never a crash of the bench.
   spawn to ``READY=1``, then its peak resident memory (VmHWM) after it has
   played for a while.
 - ``schedule_error``: the box in duet mode (the model plays continuously);
-  how late each model event left after its due time
-  (``box.engine.scheduler.lateness``). Stand-in: MDRNN + Scheduler.
+  how late each model event left after its due time, taken once its OSC
+  message was sent (``box.engine.scheduler.lateness``). Stand-in: MDRNN + Scheduler.
 - ``input_to_output``: a sensor frame written to a pseudo-terminal, read by
   the serial input (added to the real box with ``Box.add_source``), through
-  the engine in layered mode (the model steps on every event), out as the
-  ``/performer`` OSC message received on a UDP socket here. Also the OSC
-  ``/interface`` -> ``/performer`` path through the box. Stand-in without the
-  engine: SerialInput -> MDRNN.step -> SoundOut, the modules the box uses.
+  the engine in layered mode, where the model steps on the event and samples
+  its companion, out as the companion's ``/model`` OSC message received on a
+  UDP socket here, less the companion's predicted dt (the musical wait the
+  model asked for, times the time scale). Also the OSC ``/interface`` ->
+  ``/model`` path through the box. Stand-in without the engine: SerialInput ->
+  MDRNN.step -> SoundOut, the modules the box uses.
 - ``midi_in_to_out``: a controller's CC through MidiInput, the box (layered)
   and MidiOutput to a synth, as MIDI thru: on virtual devices (the path above
   python-rtmidi's ALSA ports) and over DIN MIDI on pseudo-terminals.
@@ -54,9 +56,16 @@ def _udp_listener():
     return sock, sock.getsockname()[1]
 
 
+#: Layered companions wait their predicted dt times this; the wait is subtracted from the figure.
+COMPANION_TIME_SCALE = 0.1
+
+
 def _box_overrides(model, runtime: str, dimension: int, mode: str, sound_port: int, log_dir: str) -> dict:
+    engine = {"mode": mode, "dimension": dimension}
+    if mode == "layered":
+        engine["time_scale"] = COMPANION_TIME_SCALE
     return {"model": {"path": str(model), "runtime": runtime, "seed": 0},
-            "engine": {"mode": mode, "dimension": dimension},
+            "engine": engine,
             "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound_port},
             "log": {"directory": log_dir, "enabled": False},
             "performer": {"simulate": False},
@@ -272,9 +281,36 @@ def _drain_fd(fd):
             return
 
 
+class _CompanionWaits:
+    """The predicted wait of each companion the box's model samples (dt times the time scale),
+    recorded by wrapping the model's ``sample`` in the engine's own thread."""
+
+    def __init__(self, box):
+        self.waits: list[float] = []
+        engine = box.engine
+        installed = threading.Event()
+
+        def install():
+            sample = engine.model.sample
+
+            def recording():
+                row = sample()
+                self.waits.append(row[0] * engine.time_scale)
+                return row
+            engine.model.sample = recording
+            installed.set()
+        engine.submit(install)
+        if not installed.wait(5.0):
+            raise RuntimeError("the engine did not take the companion recorder")
+
+    def take(self) -> float | None:
+        return self.waits.pop(0) if self.waits else None
+
+
 def _frames_to_osc(write_frame, waiter: _OscWaiter, address: str, events: int, channels: int,
-                   gap: tuple = (0.004, 0.012), master=None) -> list[float]:
-    """Write ``events`` sensor frames with changing values; seconds from write to OSC arrival."""
+                   gap: tuple = (0.004, 0.012), master=None, waits: _CompanionWaits | None = None) -> list[float]:
+    """Write ``events`` sensor frames with changing values; seconds from write to OSC arrival
+    (less the companion's predicted wait, when ``waits`` records them)."""
     from .serial_frames import sensor_frame
     rng = random.Random(0)
     out = []
@@ -286,9 +322,10 @@ def _frames_to_osc(write_frame, waiter: _OscWaiter, address: str, events: int, c
             _drain_fd(master)
         t0 = time.perf_counter()
         write_frame(frame)
-        t1 = waiter.wait(address)
-        if t1 is not None:
-            out.append(t1 - t0)
+        t1 = waiter.wait(address, timeout=0.5 if waits is None else 5.0)
+        wait = waits.take() if waits is not None else 0.0
+        if t1 is not None and wait is not None:
+            out.append(t1 - t0 - wait)
         time.sleep(rng.uniform(*gap))
     return out
 
@@ -329,8 +366,9 @@ def input_to_output_pipeline(model, runtime: str, events: int) -> list[float]:
 
 def input_to_output_box_serial(model, runtime: str, events: int) -> list[float]:
     """Sensor frame on a pty -> SerialInput added to the real box (layered mode: the model
-    steps on every event) -> engine -> /performer OSC received here."""
-    from .osc_io import PERFORMER_VOICE
+    steps on every event and samples its companion) -> engine -> scheduler -> the companion's
+    /model OSC received here, less the companion's predicted wait."""
+    from .osc_io import MODEL_VOICE
     from .serial_input import SerialInput
     waiter = _OscWaiter()
     master, slave, path = _pty()
@@ -341,11 +379,12 @@ def input_to_output_box_serial(model, runtime: str, events: int) -> list[float]:
         box.add_source(source)
         box.start()
         try:
+            waits = _CompanionWaits(box)
             if not source.wait_connected(5.0):
                 raise RuntimeError(f"serial input did not open {path}: {source.last_error}")
             time.sleep(0.05)
-            return _frames_to_osc(lambda b: os.write(master, b), waiter, PERFORMER_VOICE, events,
-                                  dimension - 1, master=master)
+            return _frames_to_osc(lambda b: os.write(master, b), waiter, MODEL_VOICE, events,
+                                  dimension - 1, master=master, waits=waits)
         finally:
             box.stop()
             waiter.close()
@@ -354,8 +393,9 @@ def input_to_output_box_serial(model, runtime: str, events: int) -> list[float]:
 
 
 def input_to_output_box_osc(model, runtime: str, events: int) -> list[float]:
-    """/interface OSC in -> the real box (layered mode: the model steps on every event) -> /performer out."""
-    from .osc_io import INTERFACE, PERFORMER_VOICE, encode_floats
+    """/interface OSC in -> the real box (layered mode: the model steps on every event and samples
+    its companion) -> the companion's /model out, less its predicted wait."""
+    from .osc_io import INTERFACE, MODEL_VOICE, encode_floats
     waiter = _OscWaiter()
     with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
         dimension = _model_dimension(model)
@@ -363,6 +403,7 @@ def input_to_output_box_osc(model, runtime: str, events: int) -> list[float]:
         box = _make_box(overrides)
         box.start()
         try:
+            waits = _CompanionWaits(box)
             port = _box_interface_port(box)
             send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             rng = random.Random(0)
@@ -372,9 +413,10 @@ def input_to_output_box_osc(model, runtime: str, events: int) -> list[float]:
                 waiter.flush()
                 t0 = time.perf_counter()
                 send.sendto(msg, ("127.0.0.1", port))
-                t1 = waiter.wait(PERFORMER_VOICE)
-                if t1 is not None:
-                    out.append(t1 - t0)
+                t1 = waiter.wait(MODEL_VOICE, timeout=5.0)
+                wait = waits.take()
+                if t1 is not None and wait is not None:
+                    out.append(t1 - t0 - wait)
                 time.sleep(rng.uniform(0.004, 0.012))
             send.close()
             return out

@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench)
     bench.set_defaults(func=bench_command)
 
+    from .soak import add_soak_arguments, soak_command
+    soak = sub.add_parser("soak", help="run the real box for minutes, inject faults at random, check it recovers",
+                          description="A soak test: `imps run` with a simulated board on a pty and a performer on "
+                                      "UDP, with random faults (kill -9, unplug, garbage, floods, bad models and "
+                                      "configs by SIGHUP, disk full, control-port fuzz); prints what was injected, "
+                                      "what recovered, and where every numbered performer event went.")
+    add_soak_arguments(soak)
+    soak.set_defaults(func=soak_command)
+
     return parser
 
 

@@ -117,7 +117,6 @@ class Scheduler:
             with self._playing:
                 if generation != self._generation:  # cleared while we spun
                     continue
-                late = clock() - due
                 try:
                     self.play(event)
                 except Exception:  # one bad event must not end the schedule
@@ -125,6 +124,7 @@ class Scheduler:
                     if self.play_errors == 1 or self.play_errors % 1000 == 0:
                         log.exception("scheduler: playing an event failed (%d so far); playing on", self.play_errors)
                     continue
+                late = clock() - due   # when the event has left (sent), not before
             self.lateness.append(late)
             self.played += 1
             if self.on_played:
