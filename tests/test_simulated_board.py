@@ -16,12 +16,17 @@ from imps.simulated_board import SimulatedBoard, load_performance
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def read_for(port, seconds):
-    end = time.monotonic() + seconds
-    data = b""
-    while time.monotonic() < end:
-        data += port.read(4096)
-    return data
+def read_until(port, decoder, done, timeout=20.0):
+    """Feed what the port gives to decoder until done(items) holds (a busy machine may be slow)."""
+    end = time.monotonic() + timeout
+    items = []
+    while time.monotonic() < end and not done(items):
+        items += decoder.feed(port.read(4096))
+    return items
+
+
+def frames_until(port, n, timeout=20.0):
+    return read_until(port, Decoder(), lambda frames: len(frames) >= n, timeout)
 
 
 def open_link(link):
@@ -47,7 +52,8 @@ def test_replays_every_row_as_frames_in_order_at_scaled_time(tmp_path):
         board.start()
         assert board.wait_finished(5)          # ...played 50 times faster
         elapsed = time.monotonic() - t0
-        frames = Decoder().feed(read_for(port, 0.2))
+        frames = frames_until(port, 20)
+        frames += Decoder().feed(port.read(4096))     # nothing more: the replay has finished
     finally:
         port.close()
         board.stop()
@@ -55,7 +61,7 @@ def test_replays_every_row_as_frames_in_order_at_scaled_time(tmp_path):
     assert [f.seq for f in frames] == list(range(20))
     got = np.array([f.floats() for f in frames])
     assert np.allclose(got, rows[:, 1:], atol=1e-4)
-    assert 0.1 < elapsed < 5   # ~0.2 s; only a sanity bound, never a timing assertion
+    assert elapsed > 0.1       # ~0.2 s; never early (an upper bound would be a timing assertion)
     assert board.sent_rows == list(range(20))
 
 
@@ -64,11 +70,11 @@ def test_heartbeat_repeats_last_values(tmp_path):
     with SimulatedBoard(rows, tmp_path / "b", loop=False, heartbeat=0.02) as board:
         port = open_link(board.link)
         try:
-            frames = Decoder().feed(read_for(port, 0.4))
+            frames = frames_until(port, 8)
         finally:
             port.close()
-    assert len(frames) >= 5
-    assert all(f.values == frames[-1].values for f in frames[2:])
+    assert len(frames) >= 8
+    assert all(f.values == frames[-1].values for f in frames[2:])   # 2 rows, then heartbeats
 
 
 def test_answers_hello_and_records_actuator_frames(tmp_path):
@@ -76,7 +82,8 @@ def test_answers_hello_and_records_actuator_frames(tmp_path):
         port = open_link(board.link)
         try:
             port.write(hello_frame(0) + b"\x13\x37garbage\x00" + actuator_frame(1, [0.5, 1.0]))
-            frames = Decoder().feed(read_for(port, 0.3))
+            frames = read_until(port, Decoder(), lambda got: any(f.kind == FrameType.HELLO_REPLY for f in got)
+                                and board.actuator_log and board.counters["rx_bad"])
         finally:
             port.close()
         replies = [f for f in frames if f.kind == FrameType.HELLO_REPLY]
@@ -101,7 +108,7 @@ def test_unplug_removes_link_and_plug_publishes_a_new_pty(tmp_path):
         assert board.link.is_symlink() and os.path.exists(os.readlink(board.link))
         port = open_link(board.link)
         try:
-            assert Decoder().feed(read_for(port, 0.3))   # frames flow again
+            assert frames_until(port, 1)   # frames flow again
         finally:
             port.close()
         assert board.status()["plugs"] == 2
@@ -116,7 +123,7 @@ def test_text_format_sends_comma_separated_lines(tmp_path):
     try:
         board.start()
         assert board.wait_finished(3)
-        lines = LineDecoder().feed(read_for(port, 0.2))
+        lines = read_until(port, LineDecoder(), lambda got: len(got) >= 3)
     finally:
         port.close()
         board.stop()
@@ -148,7 +155,8 @@ def test_replays_a_real_project_dataset(tmp_path):
     try:
         board.start()
         assert board.wait_finished(10)
-        frames = Decoder().feed(read_for(port, 0.3))
+        frames = frames_until(port, 30)
+        frames += Decoder().feed(port.read(4096))
     finally:
         port.close()
         board.stop()

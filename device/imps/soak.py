@@ -628,10 +628,14 @@ class Soak:
                 t.start()
             end = started + self.seconds
             next_fault = time.monotonic() + self.interval / 2
+            bag: list[str] = []
             while time.monotonic() < end:
                 self._progress(started, end)
                 if time.monotonic() >= next_fault:
-                    self._inject(self.rng.choice(self.faults))
+                    if not bag:                # every kind once, in random order, then again
+                        bag = list(self.faults)
+                        self.rng.shuffle(bag)
+                    self._inject(bag.pop())
                     next_fault = time.monotonic() + self.rng.uniform(0.5, 1.5) * self.interval
                 self._check_watchdog()
                 time.sleep(0.2)
