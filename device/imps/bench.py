@@ -64,7 +64,9 @@ BENCHMARKS = {
     "ready": "`imps run` from spawn to READY=1 on its notify socket, ms",
     "ready_rss": "peak resident memory (VmHWM) of `imps run` after its run, MB",
     "schedule_error": "how late each model event left after its due time, ms",
-    "input_to_output": "sensor frame written to a pseudo-terminal -> OSC message received, ms",
+    "input_to_output": "sensor frame written to a pseudo-terminal -> the model's companion /model received "
+                       "(layered mode), less the companion's predicted wait, ms",
+    "input_to_echo": "the same frames -> their /performer echo, sent before the model steps (same run), ms",
     "keras_predict": "workstation only: Keras model.predict() of one step, ms",
     "keras_call": "workstation only: Keras model(x) of one step, ms",
 }
@@ -401,7 +403,7 @@ def headline(rows: list[dict]) -> list[str]:
             lines.append(f"{b:<14} {r['runtime']:<14} median {r['median']:.0f} ms (max {r['max']:.0f})")
         elif b in ("cold_start_hwm", "ready_rss"):
             lines.append(f"{b:<14} {r['runtime']:<14} peak RSS {r['max']:.1f} MB")
-        elif b in ("schedule_error", "input_to_output", "midi_in_to_out"):
+        elif b in ("schedule_error", "input_to_output", "input_to_echo", "midi_in_to_out"):
             lines.append(f"{b:<15} {r.get('note') or '':<20} p50 {r['median']:.3f} ms, p99 {r['p99']:.3f} ms "
                          f"(n={r['n']})")
     return lines

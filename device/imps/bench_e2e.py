@@ -253,6 +253,22 @@ class _OscWaiter:
             if data.startswith(want + b"\0"):
                 return t
 
+    def wait_all(self, addresses, timeout: float) -> dict:
+        """Arrival times of the next message to each address (those that came within timeout)."""
+        wants = {a: a.encode() + b"\0" for a in addresses}
+        got: dict = {}
+        deadline = time.perf_counter() + timeout
+        while len(got) < len(wants):
+            left = deadline - time.perf_counter()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                break
+            data = self.sock.recv(65536)
+            t = time.perf_counter()
+            for address, prefix in wants.items():
+                if address not in got and data.startswith(prefix):
+                    got[address] = t
+        return got
+
     def flush(self):
         self.sock.setblocking(False)
         try:
@@ -308,9 +324,12 @@ class _CompanionWaits:
 
 
 def _frames_to_osc(write_frame, waiter: _OscWaiter, address: str, events: int, channels: int,
-                   gap: tuple = (0.004, 0.012), master=None, waits: _CompanionWaits | None = None) -> list[float]:
+                   gap: tuple = (0.004, 0.012), master=None, waits: _CompanionWaits | None = None,
+                   echoes: list | None = None) -> list[float]:
     """Write ``events`` sensor frames with changing values; seconds from write to OSC arrival
-    (less the companion's predicted wait, when ``waits`` records them)."""
+    (less the companion's predicted wait, when ``waits`` records them). With ``echoes``, the
+    seconds to the /performer echo of the same frames are appended there (same run)."""
+    from .osc_io import PERFORMER_VOICE
     from .serial_frames import sensor_frame
     rng = random.Random(0)
     out = []
@@ -322,7 +341,13 @@ def _frames_to_osc(write_frame, waiter: _OscWaiter, address: str, events: int, c
             _drain_fd(master)
         t0 = time.perf_counter()
         write_frame(frame)
-        t1 = waiter.wait(address, timeout=0.5 if waits is None else 5.0)
+        if echoes is None:
+            t1 = waiter.wait(address, timeout=0.5 if waits is None else 5.0)
+        else:
+            arrived = waiter.wait_all((address, PERFORMER_VOICE), timeout=5.0)
+            t1 = arrived.get(address)
+            if PERFORMER_VOICE in arrived:
+                echoes.append(arrived[PERFORMER_VOICE] - t0)
         wait = waits.take() if waits is not None else 0.0
         if t1 is not None and wait is not None:
             out.append(t1 - t0 - wait)
@@ -364,7 +389,7 @@ def input_to_output_pipeline(model, runtime: str, events: int) -> list[float]:
         os.close(slave)
 
 
-def input_to_output_box_serial(model, runtime: str, events: int) -> list[float]:
+def input_to_output_box_serial(model, runtime: str, events: int, echoes: list | None = None) -> list[float]:
     """Sensor frame on a pty -> SerialInput added to the real box (layered mode: the model
     steps on every event and samples its companion) -> engine -> scheduler -> the companion's
     /model OSC received here, less the companion's predicted wait."""
@@ -384,7 +409,7 @@ def input_to_output_box_serial(model, runtime: str, events: int) -> list[float]:
                 raise RuntimeError(f"serial input did not open {path}: {source.last_error}")
             time.sleep(0.05)
             return _frames_to_osc(lambda b: os.write(master, b), waiter, MODEL_VOICE, events,
-                                  dimension - 1, master=master, waits=waits)
+                                  dimension - 1, master=master, waits=waits, echoes=echoes)
         finally:
             box.stop()
             waiter.close()
@@ -569,9 +594,13 @@ def run_all(model, runtime: str, seconds: float, log=print) -> tuple[list[dict],
         attempt("schedule_error", box_schedule)
 
         def box_serial():
-            lat = input_to_output_box_serial(model, runtime, events)
+            echoes = []
+            lat = input_to_output_box_serial(model, runtime, events, echoes)
             rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="serial box layered",
                             **common))
+            if echoes:
+                rows.append(row("input_to_echo", summary([s * 1e3 for s in echoes]), note="serial box layered",
+                                **common))
         attempt("input_to_output_serial", box_serial)
 
         def box_osc():
