@@ -15,6 +15,7 @@ RESULTS = ROOT / "docs" / "results"
 # model file -> (dimension, dataset it was trained on, the grid summary that chose its temperatures)
 BUNDLED = {
     "default.tflite": (4, "lightpad-4d-100k.npz", "temperatures-default.json"),
+    "xtouch-9d.tflite": (9, "xtouch-9d.npz", "temperatures-xtouch-9d.json"),
 }
 
 
