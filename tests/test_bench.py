@@ -128,6 +128,7 @@ def test_tiny_run_writes_every_measurement(tiny_run):
     midi = {r["note"]: r for r in rows if r["benchmark"] == "midi_in_to_out"}
     assert set(midi) == {"midi box layered", "midi din box layered"}
     assert all(r["n"] >= 25 and 0 < r["median"] <= r["p99"] for r in midi.values())
+    assert {r["note"] for r in rows if r["benchmark"] == "midi_in_to_echo"} == set(midi)
     assert "midi_in_to_out" in stdout
     hwm = next(r for r in rows if r["benchmark"] == "cold_start_hwm")
     assert hwm["unit"] == "MB" and 5 < hwm["median"] < 2000

@@ -67,6 +67,9 @@ BENCHMARKS = {
     "input_to_output": "sensor frame written to a pseudo-terminal -> the model's companion /model received "
                        "(layered mode), less the companion's predicted wait, ms",
     "input_to_echo": "the same frames -> their /performer echo, sent before the model steps (same run), ms",
+    "midi_in_to_out": "a MIDI CC in (virtual device, or DIN bytes on a pty) -> the companion's first MIDI "
+                      "message out (layered mode), less the companion's predicted wait, ms",
+    "midi_in_to_echo": "the same CCs -> their MIDI thru message, sent before the model steps (same run), ms",
     "keras_predict": "workstation only: Keras model.predict() of one step, ms",
     "keras_call": "workstation only: Keras model(x) of one step, ms",
 }
@@ -403,7 +406,7 @@ def headline(rows: list[dict]) -> list[str]:
             lines.append(f"{b:<14} {r['runtime']:<14} median {r['median']:.0f} ms (max {r['max']:.0f})")
         elif b in ("cold_start_hwm", "ready_rss"):
             lines.append(f"{b:<14} {r['runtime']:<14} peak RSS {r['max']:.1f} MB")
-        elif b in ("schedule_error", "input_to_output", "input_to_echo", "midi_in_to_out"):
+        elif b in ("schedule_error", "input_to_output", "input_to_echo", "midi_in_to_out", "midi_in_to_echo"):
             lines.append(f"{b:<15} {r.get('note') or '':<20} p50 {r['median']:.3f} ms, p99 {r['p99']:.3f} ms "
                          f"(n={r['n']})")
     return lines

@@ -20,9 +20,11 @@ part that fails becomes a note in the results, never a crash of the bench.
   model asked for, times the time scale). Also the OSC ``/interface`` ->
   ``/model`` path through the box. Stand-in without the engine: SerialInput ->
   MDRNN.step -> SoundOut, the modules the box uses.
-- ``midi_in_to_out``: a controller's CC through MidiInput, the box (layered)
-  and MidiOutput to a synth, as MIDI thru: on virtual devices (the path above
-  python-rtmidi's ALSA ports) and over DIN MIDI on pseudo-terminals.
+- ``midi_in_to_out``: a controller's CC through MidiInput and the box (layered)
+  to its companion's first MIDI message at a synth, less the predicted wait,
+  as ``input_to_output``; ``midi_in_to_echo`` to the MIDI thru. On virtual
+  devices (the path above python-rtmidi's ALSA ports) and over DIN MIDI on
+  pseudo-terminals.
 """
 from __future__ import annotations
 
@@ -450,91 +452,123 @@ def input_to_output_box_osc(model, runtime: str, events: int) -> list[float]:
             waiter.close()
 
 
-def _midi_overrides(model, runtime: str, dimension: int, tmp: str, keys: str, synth: str, transport: str) -> dict:
-    """The box in layered mode with MIDI in (CC 20.. -> controls) and MIDI thru out (control 0 a note).
-    Only the performer's voice goes to the synth, so the model's companion events (played later) do not
-    land in the next measurement; the model still steps on every event."""
+def _midi_overrides(model, runtime: str, dimension: int, tmp: str, keys: str, synth: str, thru: str,
+                    transport: str) -> dict:
+    """The box in layered mode (companions wait dt times COMPANION_TIME_SCALE) with MIDI in (CC 20.. ->
+    controls) and two synths out: ``synth`` plays the model (the companions), ``thru`` the performer."""
     n = dimension - 1
     o = _box_overrides(model, runtime, dimension, "layered", 0, tmp)
     o["osc"] = {"enabled": False}
+    out_map = [{"type": "note", "channel": 1, "control": 0}] + [
+        {"type": "control_change", "channel": 1, "number": 20 + i, "control": i} for i in range(1, n)]
     o["midi"] = {"enabled": True, "scan_interval": 0.1,
                  "input": [{"device": keys, "transport": transport, "map": [
                      {"type": "control_change", "channel": 1, "number": 20 + i, "control": i} for i in range(n)]}],
-                 "output": [{"device": synth, "transport": transport, "voices": ["performer"], "map": [
-                     {"type": "note", "channel": 1, "control": 0}] + [
-                     {"type": "control_change", "channel": 1, "number": 20 + i, "control": i} for i in range(1, n)]}]}
+                 "output": [{"device": synth, "transport": transport, "voices": ["model"], "map": out_map},
+                            {"device": thru, "transport": transport, "voices": ["performer"], "map": out_map}]}
     return o
 
 
-def _midi_events(send, wait_out, events: int, flush=lambda: None) -> list[float]:
-    """CC 20 with a new value each time (the performer's control 0) -> the first message of the thru note."""
+def _midi_events(send, arrivals, waits: "_CompanionWaits", events: int, flush=lambda: None):
+    """CC 20 with a new value each time (the performer's control 0): seconds to the companion's first
+    MIDI message less its predicted wait, and to the thru (echo) message; both lists.
+    ``arrivals(timeout)`` gives the monotonic arrival times (companion, thru), None if none came."""
     import mido
     rng = random.Random(0)
-    out = []
+    out, echoes = [], []
     for i in range(events):
         msg = mido.Message("control_change", channel=0, control=20, value=(i * 37) % 128)
         flush()
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         send(msg)
-        t1 = wait_out()
-        if t1 is not None:
-            out.append(t1 - t0)
+        t_model, t_thru = arrivals(5.0)
+        wait = waits.take()
+        if t_model is not None and wait is not None:
+            out.append(t_model - t0 - wait)
+        if t_thru is not None:
+            echoes.append(t_thru - t0)
         time.sleep(rng.uniform(0.004, 0.012))
-    return out
+    return out, echoes
 
 
-def input_to_output_box_midi(model, runtime: str, events: int) -> list[float]:
-    """A MIDI controller's CC -> MidiInput -> the real box (layered: the model steps on every
-    event) -> MidiOutput -> the synth: virtual devices, the path an ALSA port takes above python-rtmidi."""
+def input_to_output_box_midi(model, runtime: str, events: int, echoes: list | None = None) -> list[float]:
+    """A MIDI controller's CC -> MidiInput -> the real box (layered: the model steps on the event and
+    samples its companion) -> scheduler -> MidiOutput -> the synth, less the companion's predicted
+    wait: virtual devices, the path an ALSA port takes above python-rtmidi."""
     from .midi import virtual
-    keys, synth = f"bench keys {os.getpid()}", f"bench synth {os.getpid()}"
-    kdev, sdev = virtual.SYSTEM.plug(keys), virtual.SYSTEM.plug(synth)
+    tag = os.getpid()
+    keys, synth, thru = f"bench keys {tag}", f"bench synth {tag}", f"bench thru {tag}"
+    kdev, sdev, tdev = virtual.SYSTEM.plug(keys), virtual.SYSTEM.plug(synth), virtual.SYSTEM.plug(thru)
     with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
-        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys, synth, "virtual"))
+        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys, synth, thru, "virtual"))
         box.start()
         try:
-            if not _wait(lambda: box.midi_in.status()["devices"] and box.midi_out.status()["devices"]):
+            if not _wait(lambda: box.midi_in.status()["devices"] and len(box.midi_out.status()["devices"]) == 2):
                 raise RuntimeError("the box did not open the virtual MIDI devices")
-            box.midi_out.send("/silence")
+            waits = _CompanionWaits(box)
 
-            def wait_out(timeout=0.5):
-                n = len(sdev.received)
-                if not sdev.wait_for(lambda ms: len(ms) > n, timeout):
-                    return None
-                return sdev.received[n][0] - time.monotonic() + time.perf_counter()
-            return _midi_events(kdev.send, wait_out, events)
+            def arrivals(timeout):           # the devices record their own arrival times
+                sdev.wait_for(lambda ms: len(ms) > 0, timeout)
+                tdev.wait_for(lambda ms: len(ms) > 0, 0.5)
+                return (sdev.received[0][0] if sdev.received else None,
+                        tdev.received[0][0] if tdev.received else None)
+
+            def flush():
+                box.engine.scheduler.clear()      # nothing left over from the previous event
+                sdev.clear()
+                tdev.clear()
+            out, echo = _midi_events(kdev.send, arrivals, waits, events, flush)
+            if echoes is not None:
+                echoes.extend(echo)
+            return out
         finally:
             box.stop()
-            virtual.SYSTEM.unplug(keys)
-            virtual.SYSTEM.unplug(synth)
+            for name in (keys, synth, thru):
+                virtual.SYSTEM.unplug(name)
 
 
-def input_to_output_box_din(model, runtime: str, events: int) -> list[float]:
-    """The same over DIN MIDI: bytes written to one pseudo-terminal (the UART's RX), read from
-    another (TX). Ptys do not pace bytes: on a real 31,250 baud line add 0.96 ms per 3-byte message each way."""
-    keys_master, keys_slave, keys_path = _pty()
-    synth_master, synth_slave, synth_path = _pty()
+def input_to_output_box_din(model, runtime: str, events: int, echoes: list | None = None) -> list[float]:
+    """The same over DIN MIDI: bytes written to one pseudo-terminal (the UART's RX), read from two
+    others (TX to the synth, and the thru). Ptys do not pace bytes: a real 31,250 baud line adds
+    0.96 ms per 3-byte message each way."""
+    ptys = [_pty() for _ in range(3)]          # keys, synth, thru: (master, slave, path)
+    (keys_m, _, keys_p), (synth_m, _, synth_p), (thru_m, _, thru_p) = ptys
     with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
-        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys_path, synth_path, "din"))
+        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys_p, synth_p, thru_p, "din"))
         box.start()
         try:
-            if not _wait(lambda: box.midi_in.status()["devices"] and box.midi_out.status()["devices"]):
+            if not _wait(lambda: box.midi_in.status()["devices"] and len(box.midi_out.status()["devices"]) == 2):
                 raise RuntimeError("the box did not open the DIN MIDI ptys")
+            waits = _CompanionWaits(box)
 
-            def wait_out(timeout=0.5):
-                r, _, _ = select.select([synth_master], [], [], timeout)
-                if not r:
-                    return None
-                t = time.perf_counter()
+            def arrivals(timeout):           # first bytes on each pty, whichever comes first
+                seen = {}
+                end = time.monotonic() + timeout
+                while len(seen) < 2:
+                    left = end - time.monotonic()
+                    ready = select.select([fd for fd in (synth_m, thru_m) if fd not in seen], [], [],
+                                          max(0.0, left))[0] if left > 0 else []
+                    if not ready:
+                        break
+                    now = time.monotonic()
+                    for fd in ready:
+                        seen[fd] = now
+                return seen.get(synth_m), seen.get(thru_m)
+
+            def flush():
+                box.engine.scheduler.clear()
                 time.sleep(0.002)
-                _drain_fd(synth_master)   # the rest of the message(s)
-                return t
-            return _midi_events(lambda m: os.write(keys_master, m.bin()), wait_out, events,
-                                flush=lambda: _drain_fd(synth_master))
+                _drain_fd(synth_m)
+                _drain_fd(thru_m)
+            out, echo = _midi_events(lambda m: os.write(keys_m, m.bin()), arrivals, waits, events, flush)
+            if echoes is not None:
+                echoes.extend(echo)
+            return out
         finally:
             box.stop()
-            for fd in (keys_master, keys_slave, synth_master, synth_slave):
-                os.close(fd)
+            for master, slave, _ in ptys:
+                os.close(master)
+                os.close(slave)
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:
@@ -612,8 +646,11 @@ def run_all(model, runtime: str, seconds: float, log=print) -> tuple[list[dict],
         def box_midi():
             for note, fn in (("midi box layered", input_to_output_box_midi),
                              ("midi din box layered", input_to_output_box_din)):
-                lat = fn(model, runtime, events)
+                echoes = []
+                lat = fn(model, runtime, events, echoes)
                 rows.append(row("midi_in_to_out", summary([s * 1e3 for s in lat]), note=note, **common))
+                if echoes:
+                    rows.append(row("midi_in_to_echo", summary([s * 1e3 for s in echoes]), note=note, **common))
         attempt("midi_in_to_out", box_midi)
         return rows, notes
     else:
