@@ -10,6 +10,7 @@ machine allows (python-rtmidi imports; no sequencer gives a clear error).
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import mido
 import pytest
@@ -313,14 +314,20 @@ def test_voice_plays_model_and_thru_and_silences_every_device():
     assert voice.watcher.ports == {}
 
 
-@pytest.mark.parametrize("name, inputs, outputs", [
-    ("box.midi-knobs.example.toml", ["control_change"] * 3, ["note", "control_change", "control_change"]),
-    ("box.midi-keyboard.example.toml", ["note", "velocity", "control_change"], ["note", "velocity", "control_change"]),
+@pytest.mark.parametrize("name, model, inputs, outputs", [
+    ("box.midi-knobs.example.toml", "xtouch-9d", ["control_change"] * 8, ["note"] + ["control_change"] * 7),
+    ("box.midi-keyboard.example.toml", "default", ["note", "velocity", "control_change"],
+     ["note", "velocity", "control_change"]),
 ])
-def test_the_example_setups_load(name, inputs, outputs):
+def test_the_example_setups_fit_the_bundled_models(name, model, inputs, outputs):
+    """Each MIDI example drives every control of the bundled model it is for, no more."""
     from imps.config import PACKAGE_DIR, load_config
+    from imps.model_file import read_sidecar
     config = load_config(PACKAGE_DIR / name)
     m = config.midi.settings
-    assert config.midi.enabled and config.engine.dimension == 4
+    dimension = read_sidecar(PACKAGE_DIR / "models" / f"{model}.tflite").dimension
+    assert config.midi.enabled and config.engine.dimension == dimension
+    assert Path(config.model.path or "default.tflite").stem == model
     assert [r.type for r in m.input[0].map] == inputs and [r.type for r in m.output[0].map] == outputs
-    assert [r.control for r in m.input[0].map] == [0, 1, 2]
+    assert [r.control for r in m.input[0].map] == list(range(dimension - 1))
+    assert sorted(r.control for r in m.output[0].map) == list(range(dimension - 1))
