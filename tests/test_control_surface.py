@@ -452,3 +452,33 @@ def test_osc_address_patterns_route_through_the_dispatcher(box):
     wait_for(lambda: b.engine.mode is Mode.LAYERED, what="/mode through a pattern")
     send(control(b).port, "/no*where", 1.0)
     wait_for(lambda: control(b).errors["unknown address"] == 1, what="a pattern matching nothing counted")
+
+
+def test_the_journal_gets_a_few_lines_per_call_site_and_the_count_of_the_rest():
+    import io
+    import logging
+
+    from imps.journal import RateLimit
+    now = [0.0]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    limit = RateLimit(burst=3, window=10.0, clock=lambda: now[0])
+    handler.addFilter(limit)
+    logger = logging.getLogger("test.journal")
+    logger.addHandler(handler)
+    logger.propagate = False
+
+    def bad(i):
+        logger.warning(f"bad packet {i}")       # one call site, a different message every time
+    try:
+        for i in range(1000):
+            bad(i)
+        logger.warning("another site")
+        now[0] = 11.0
+        bad(1000)
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines == ["bad packet 0", "bad packet 1", "bad packet 2", "another site",
+                     "bad packet 1000 [and 997 more like this in the last 11 s, not shown]"]
+    assert limit.suppressed == 997

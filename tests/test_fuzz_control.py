@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imps.config import SECTIONS as CONFIG_SECTIONS
 from imps.config import load_config, settings_of
 from imps.errors import ConfigError
 from imps.ranges import RANGES
@@ -164,8 +165,7 @@ def test_after_the_osc_fuzz_the_box_still_works(running_box):
 
 
 # ---------------------------------------------------------------- config files
-SECTIONS = ["model", "engine", "osc", "log", "performer", "status", "serial", "gpio", "panel", "pads",
-            "actuators", "sound"]
+SECTIONS = sorted(CONFIG_SECTIONS) + ["sound"]     # every section of the file, and one that does not exist
 KEYS = sorted({key for _, key in RANGES} | {"mode", "path", "runtime", "enabled", "directory", "backend",
                                             "control_host", "port", "format", "simulate", "bogus"})
 SCALARS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**63, 2**63 - 1),

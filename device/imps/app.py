@@ -55,6 +55,7 @@ from .gpio import get_backend
 from .gpio.fake import FakeBackend
 from .gpio.keyboard import KeyboardPanel, render_leds
 from .interaction_log import LogWriter
+from .journal import rate_limit_handlers
 from .midi import simulation as midi_simulation
 from .midi import virtual as midi_virtual
 from .midi.midifile import MidiFilePlayer
@@ -541,6 +542,7 @@ def run_command(args) -> int:
     clear = "\r\x1b[K" if sys.stderr.isatty() else ""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    rate_limit_handlers()   # a flood of anything (bad input, a bug per event) is a few journal lines
     simulate = getattr(args, "simulate", False)
     midi_file = getattr(args, "midi_file", None)
     simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
