@@ -482,3 +482,11 @@ def test_the_journal_gets_a_few_lines_per_call_site_and_the_count_of_the_rest():
     assert lines == ["bad packet 0", "bad packet 1", "bad packet 2", "another site",
                      "bad packet 1000 [and 997 more like this in the last 11 s, not shown]"]
     assert limit.suppressed == 997
+
+
+def test_an_engine_error_is_counted_and_shown(box):
+    b = box("user")
+    b.engine.submit(lambda: 1 / 0)          # a bug in one inbox item
+    wait_for(lambda: b.engine.status()["errors"] == 1, what="the error counted")
+    assert "engine errors 1" in b.status_line()
+    assert b.engine.alive() and b.supervisor.healthy()

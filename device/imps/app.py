@@ -355,6 +355,8 @@ class Box:
             parts.append(f"notes dropped {s['dropped_notes']}")
         if s["bad_inputs"]:
             parts.append(f"bad {s['bad_inputs']}")
+        if s["errors"]:
+            parts.append(f"engine errors {s['errors']}")
         for receiver in self.receivers:
             summary = receiver.summary()
             if summary:

@@ -62,6 +62,7 @@ class Stats:
     dropped_inputs: int = 0       # performer events lost: inbox full
     bad_inputs: int = 0           # NaN, wrong channel count
     yielded: int = 0              # model events dropped because the performer came back
+    errors: int = 0               # inbox items whose handling raised (a bug): logged, the loop goes on
     predict_seconds: deque = field(default_factory=lambda: deque(maxlen=2000))
 
 
@@ -197,7 +198,8 @@ class Engine:
                 elif kind == "call":
                     payload()
                 self._generate()
-            except Exception:  # never let one bad event end the music
+            except Exception:  # never let one bad event end the music: counted, shown, logged
+                self.stats.errors += 1
                 log.exception("engine: error handling %s", kind)
 
     def _timeout(self) -> float:
@@ -351,5 +353,6 @@ class Engine:
             "dropped_notes": self.scheduler.dropped_full,       # model notes discarded (schedule full)
             "bad_inputs": s.bad_inputs,
             "yielded": s.yielded,
+            "errors": s.errors + self.scheduler.play_errors,
             "error": self.error,
         }
