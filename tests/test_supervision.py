@@ -201,3 +201,22 @@ def test_sighup_refuses_bad_configs_and_applies_only_what_it_can(tmp_path, devic
     assert err.count("reload refused") == len(RELOAD_REFUSED), err
     assert "Traceback" not in err
     assert f"[osc] control_port {control_port} -> {control_port + 1} needs a restart" in err
+
+
+def test_a_reload_that_brings_a_good_model_brings_the_configured_mode_back(tmp_path, sound):
+    from imps.config import DEFAULT_MODEL
+    from imps.modes import Mode
+    path = tmp_path / "box.toml"
+    text = (f'[model]\npath = "{tmp_path / "not-yet.tflite"}"\n[engine]\nmode = "duet"\n'
+            f'[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sound.port}\n[log]\nenabled = false\n')
+    path.write_text(text)
+    box = Box(load_config(path)).start()
+    try:
+        assert box.engine.model is None and box.engine.mode is Mode.USER
+        path.write_text(text.replace(str(tmp_path / "not-yet.tflite"), str(DEFAULT_MODEL)))
+        assert box.reload()
+        wait_for(lambda: box.engine.mode is Mode.DUET, what="duet once the model is there")
+        sound.wait_for("/model", 2, timeout=20)
+        assert box.restart_needed == []
+    finally:
+        box.stop()

@@ -283,13 +283,11 @@ class Box:
         model = load_model(merged)
         e = self.engine
         e.swap_model(model)
-        for section, key, old, value in changes(running, merged):
-            if (section, key) == ("engine", "mode"):
-                e.set_mode(value)
-            elif (section, key) == ("engine", "time_scale"):
-                e.set_time_scale(value)
-            elif (section, key) == ("engine", "response_threshold"):
-                e.set_threshold(value)
+        # The file's live settings, changed or not: a reload puts the box in the state the file says
+        # (after a missing model, the configured mode comes back with the good one).
+        e.set_mode(merged.engine.mode)
+        e.set_time_scale(merged.engine.time_scale)
+        e.set_threshold(merged.engine.response_threshold)
         self.restart_needed = [f"[{section}] {key}" for section, key, _, _ in changes(merged, new)
                                if not reloadable(section, key)]
         for section, key, old, value in changes(merged, new):
