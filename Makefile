@@ -89,3 +89,4 @@ clean:  ## remove the environments and build output
 -include firmware/firmware.mk
 -include deploy/deploy.mk
 -include training/training.mk
+-include vm/vm.mk

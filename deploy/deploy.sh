@@ -22,6 +22,7 @@
 #   IMPS_READY_TIMEOUT=60        seconds to wait for the service to come up
 #   IMPS_SETTLE=3                seconds it must then stay up
 #   IMPS_KEEP=5                  releases kept
+#   IMPS_WHEELS=                 (on the box) install the environment offline from this folder
 #   IMPS_ENV_INSTALL=            test seam: shell command that creates the environment
 #                                in "$ENV_DIR" (run in the release dir) instead of the
 #                                real venv + pip install
@@ -93,8 +94,25 @@ cmd_deploy() {
     say "model ${files[*]} -> $STATE/models/"
     rsync -t --chmod=F0644 -e "ssh ${SSH_OPTS[*]}" "${files[@]}" "$HOST:$STATE/models/"
   fi
-  remote "$(remote_env)bash $(printf %q "$release/deploy/deploy.sh") activate $(printf %q "$release") \
-    $(printf %q "$(basename "${model:-}")")"
+  local wheels=
+  [ -n "${IMPS_ENV_INSTALL:-}" ] || wheels=$(send_wheels)
+  remote "$(remote_env)${wheels:+IMPS_WHEELS=$(printf %q "$wheels") }bash $(printf %q "$release/deploy/deploy.sh") \
+    activate $(printf %q "$release") $(printf %q "$(basename "${model:-}")")"
+}
+
+# The box has no internet: fetch the wheels for its Python, CPU and glibc here
+# (deploy/wheelhouse.py, cached in build/wheels/) and rsync them to
+# $PREFIX/wheels. Prints that path.
+send_wheels() {
+  local facts py machine glibc dir
+  facts=$(remote "python3 -c 'import platform, sys; print(\"%d.%d\" % sys.version_info[:2], platform.machine(), platform.libc_ver()[1])'") ||
+    die "cannot ask $HOST for its Python version (is python3 installed? make provision HOST=$HOST)"
+  read -r py machine glibc <<<"$facts"
+  dir=$SOURCE/build/wheels/cp${py/./}-$machine-glibc$glibc
+  "${IMPS_DEVICE_PYTHON:-python3}" "$SOURCE/deploy/wheelhouse.py" --python "$py" --machine "$machine" \
+    --glibc "$glibc" "$dir" >&2 || die "could not fetch the wheels for $HOST (Python $py, $machine)"
+  rsync -rt --delete -e "ssh ${SSH_OPTS[*]}" "$dir/" "$HOST:$PREFIX/wheels/" >&2
+  echo "$PREFIX/wheels"
 }
 
 cmd_fetch_logs() {
@@ -164,7 +182,17 @@ install_env() {
 
 # The real install: a venv with device/requirements.txt and the `pi` extra.
 # The release's own code is not installed: bin/imps puts it on PYTHONPATH.
+# With IMPS_WHEELS (what `deploy` sends): offline, from those files only, with
+# the pip wheel among them (a venv without pip is made much faster).
 real_env_install() {
+  if [ -n "${IMPS_WHEELS:-}" ]; then
+    local pips=("$IMPS_WHEELS"/pip-*.whl) pip
+    pip=${pips[-1]}
+    python3 -m venv --without-pip "$ENV_DIR"
+    "$ENV_DIR/bin/python" "$pip/pip" install -q --disable-pip-version-check --no-index \
+      --find-links "$IMPS_WHEELS" -r "$IMPS_WHEELS/requirements.txt"
+    return
+  fi
   python3 -m venv "$ENV_DIR"
   "$ENV_DIR/bin/pip" install -q --upgrade pip
   python3 -c 'import tomllib, sys

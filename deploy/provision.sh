@@ -8,7 +8,9 @@
 # Idempotent: every step checks first, so running it again changes nothing.
 # Settings: IMPS_PREFIX (/opt/imps), IMPS_STATE (/var/lib/imps), IMPS_USER (imps),
 # IMPS_AUDIO_CARD (ALSA card id for /etc/asound.conf; default: a USB card, else
-# the headphone jack), IMPS_SSH_OPTS (extra ssh options); for tests: IMPS_ETC (/etc),
+# the headphone jack), IMPS_SERIAL_PORT (the sensor board's port in box.toml, e.g. its
+# /dev/serial/by-id path; default: Arduino boards), IMPS_SSH_OPTS (extra ssh options);
+# for tests: IMPS_ETC (/etc),
 # IMPS_GROUPS ("gpio dialout audio"). IMPS_MIDI_UART=1: DIN MIDI on the UART (midi_uart below);
 # IMPS_BOOT_CONFIG (/boot/firmware/config.txt).
 set -euo pipefail
@@ -17,6 +19,7 @@ PREFIX=${IMPS_PREFIX:-/opt/imps}
 STATE=${IMPS_STATE:-/var/lib/imps}
 SERVICE_USER=${IMPS_USER:-imps}
 AUDIO_CARD=${IMPS_AUDIO_CARD:-auto}
+SERIAL_PORT=${IMPS_SERIAL_PORT:-}
 # g++ and libasound2-dev: python-rtmidi (USB MIDI) builds from source where no wheel exists (32-bit Pi OS).
 PACKAGES=(python3-venv python3-dev gcc g++ libsystemd-dev libasound2-dev pkg-config puredata-core rsync alsa-utils polkitd)
 ETC=${IMPS_ETC:-/etc}
@@ -79,7 +82,9 @@ users() {
 # Serial console off (it would talk over the sensor board), UART on.
 serial() {
   if ! command -v raspi-config >/dev/null; then
-    say "serial: no raspi-config (not Raspberry Pi OS?), leaving the UART alone"
+    local model
+    model=$(tr -d '\0' </proc/device-tree/model 2>/dev/null || true)
+    say "serial: SKIPPED, no raspi-config (${model:-this machine} is not Raspberry Pi OS): the serial console and the UART (enable_uart overlay) are left as they are; a sensor board on USB needs neither"
     return
   fi
   # raspi-config's get_* print 0 for "enabled".
@@ -198,6 +203,7 @@ terminal = false
 # The sensor board on USB (firmware/), found again by itself after unplugging.
 [serial]
 enabled = true
+${SERIAL_PORT:+port = [\"$SERIAL_PORT\"]}
 
 # Model events back to the board's servo lever.
 [actuators]
@@ -243,8 +249,8 @@ main() {
   opts+=(-o BatchMode=yes -o ConnectTimeout=5)
   err=$(ssh "${opts[@]}" "$host" true 2>&1 </dev/null) || die "cannot reach $host over ssh: ${err:-no answer}"
   local vars
-  vars=$(printf 'IMPS_PREFIX=%q IMPS_STATE=%q IMPS_USER=%q IMPS_AUDIO_CARD=%q IMPS_ETC=%q IMPS_GROUPS=%q IMPS_MIDI_UART=%q' \
-    "$PREFIX" "$STATE" "$SERVICE_USER" "$AUDIO_CARD" "$ETC" "${GROUPS_NEEDED[*]}" "${IMPS_MIDI_UART:-0}")
+  vars=$(printf 'IMPS_PREFIX=%q IMPS_STATE=%q IMPS_USER=%q IMPS_AUDIO_CARD=%q IMPS_SERIAL_PORT=%q IMPS_ETC=%q IMPS_GROUPS=%q IMPS_MIDI_UART=%q' \
+    "$PREFIX" "$STATE" "$SERVICE_USER" "$AUDIO_CARD" "$SERIAL_PORT" "$ETC" "${GROUPS_NEEDED[*]}" "${IMPS_MIDI_UART:-0}")
   # shellcheck disable=SC2029  # built here on purpose
   ssh "${opts[@]}" "$host" "sudo -n env $vars bash -s -- --on-box ${flags[*]}" <"${BASH_SOURCE[0]}"
 }

@@ -382,3 +382,35 @@ def test_keyboard_drives_the_panel_and_renders_leds():
         pads.stop()
         panel.stop()
     assert commands == []
+
+
+def test_fake_gpio_driven_from_outside_through_its_control_pipe(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "gpio"
+    monkeypatch.setenv("IMPS_FAKE_GPIO_CONTROL", str(path))
+    gpio = get_backend("fake")
+    try:
+        gpio.setup_input(27, pull_up=True)
+        gpio.setup_input(22, pull_up=False)
+        with open(path, "w") as pipe:     # another process, as a test over ssh would
+            pipe.write("press 27\ndrive 22 1\nwiggle 3\npress 99\n")
+        deadline = time.monotonic() + 10
+        while gpio.control.commands + gpio.control.bad < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gpio.read(27) is False and gpio.read(22) is True     # held low against its pull-up
+        assert (gpio.control.commands, gpio.control.bad) == (2, 2)
+        assert "skipped 'wiggle 3'" in caplog.text and "skipped 'press 99'" in caplog.text
+        with open(path, "w") as pipe:
+            pipe.write("release 27\n")
+        while gpio.read(27) is False and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gpio.read(27) is True
+    finally:
+        gpio.close()
+    assert gpio.control is None
+
+
+def test_fake_gpio_control_must_be_a_pipe(tmp_path, monkeypatch):
+    (tmp_path / "gpio").write_text("not a pipe")
+    monkeypatch.setenv("IMPS_FAKE_GPIO_CONTROL", str(tmp_path / "gpio"))
+    with pytest.raises(DeviceError, match="is not a FIFO"):
+        get_backend("fake")

@@ -80,7 +80,11 @@ def get_backend(name: Optional[str] = None) -> GPIOBackend:
     chosen = (name or os.environ.get(ENV) or "rpigpio").strip().lower()
     if chosen == "fake":
         from .fake import FakeBackend
-        return FakeBackend()
+        backend = FakeBackend()
+        if os.environ.get("IMPS_FAKE_GPIO_CONTROL"):   # driven from outside (gpio/control.py)
+            from .control import ControlPipe
+            backend.control = ControlPipe(backend, os.environ["IMPS_FAKE_GPIO_CONTROL"])
+        return backend
     if chosen in ("rpigpio", "rpi", "rpi.gpio", "lgpio"):
         from .rpigpio import RPiGPIOBackend
         return RPiGPIOBackend()

@@ -31,6 +31,7 @@ class FakeBackend(GPIOBackend):
         self._callbacks: Dict[int, List[EdgeCallback]] = {}
         self._lock = threading.Lock()
         self.closed = False
+        self.control = None     # a ControlPipe (gpio/control.py) when driven from outside
 
     # -- the interface ---------------------------------------------------------
     def setup_input(self, pin: int, pull_up: Optional[bool] = True) -> None:
@@ -55,6 +56,9 @@ class FakeBackend(GPIOBackend):
         self._callbacks.setdefault(pin, []).append(callback)
 
     def close(self) -> None:
+        if self.control is not None:
+            self.control.stop()
+            self.control = None
         self._modes.clear()
         self._callbacks.clear()
         self.closed = True

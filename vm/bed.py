@@ -1,0 +1,302 @@
+"""The VM test bed: a Debian arm64 box under qemu-system-aarch64, driven from outside.
+
+Only the standard library, so `make vm` needs no environment and the tests
+import it as they are. One :class:`VM` is one QEMU process on a copy-on-write
+overlay of the cached image (vm/image.sh), with:
+
+- ssh on 127.0.0.1:<port> as ``pi`` (user-mode network, ``restrict=on``: the
+  guest reaches nothing but this forwarded port);
+- the QEMU monitor on a unix socket (``monitor("device_del board0")``);
+- optionally a USB serial adapter (``qemu-xhci`` + ``usb-serial``) whose host
+  side is a tty path, e.g. the pty of :class:`imps.simulated_board.SimulatedBoard`;
+- the serial console in ``console.log`` beside the overlay.
+
+    python3 vm/bed.py up [--suite trixie] [--board PTY]   boot, leave running, print the ssh line
+    python3 vm/bed.py down                                  power it off (or kill it)
+    python3 vm/bed.py ssh [CMD..]                           run a command on it
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "vm"
+KEY = BUILD / "id_ed25519"
+USB_SERIAL_ID = "board0"
+
+
+def build_image(suite: str = "trixie") -> Path:
+    """The cached image folder for ``suite``, built first if needed (root only)."""
+    out = subprocess.run(["bash", str(ROOT / "vm" / "image.sh"), suite], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    return ROOT / out.strip().splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ssh_options(port: int) -> List[str]:
+    # The image's host key is new with every image build: nothing to pin.
+    return ["-i", str(KEY), "-p", str(port), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
+
+
+class VMError(RuntimeError):
+    pass
+
+
+class VM:
+    """One QEMU process; ``start()``, ``wait_ssh()``, ``ssh()``, ``monitor()``, ``kill()``."""
+
+    def __init__(self, image: Path, workdir: Path, *, board: Optional[str] = None,
+                 port: Optional[int] = None, memory: int = 1024, cpus: int = 2):
+        self.image = Path(image)
+        self.workdir = Path(workdir)
+        self.board = board
+        self.port = port or free_port()
+        self.memory = memory
+        self.cpus = cpus
+        self.disk = self.workdir / "disk.qcow2"
+        self.console = self.workdir / "console.log"
+        self.monitor_path = self.workdir / "monitor.sock"
+        self.pidfile = self.workdir / "qemu.pid"
+        self.proc: Optional[subprocess.Popen] = None
+        self.started_at: Optional[float] = None     # time.monotonic() at the last QEMU start
+
+    @property
+    def host(self) -> str:
+        return "pi@127.0.0.1"
+
+    @property
+    def ssh_opts(self) -> str:
+        """For deploy.sh and provision.sh: IMPS_SSH_OPTS."""
+        return " ".join(shlex.quote(o) for o in ssh_options(self.port))
+
+    def fresh_disk(self) -> None:
+        """A new overlay over the cached image: the image itself is never written."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.disk.unlink(missing_ok=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                        "-b", str((self.image / "disk.raw").resolve()), str(self.disk)], check=True)
+
+    def command(self) -> List[str]:
+        cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72",
+               "-m", str(self.memory), "-smp", str(self.cpus), "-accel", "tcg,tb-size=128",
+               "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),
+               "-append", "root=LABEL=imps-root rw console=ttyAMA0 quiet",
+               "-drive", f"if=none,id=root,format=qcow2,file={self.disk}",
+               "-device", "virtio-blk-pci,drive=root",
+               "-netdev", f"user,id=net,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+               "-device", "virtio-net-pci,netdev=net",
+               "-device", "virtio-rng-pci",
+               "-display", "none", "-serial", f"file:{self.console}",
+               "-monitor", f"unix:{self.monitor_path},server,nowait",
+               "-pidfile", str(self.pidfile),
+               "-device", "qemu-xhci,id=xhci"]
+        if self.board:
+            cmd += ["-chardev", f"serial,id=board,path={self.board}",
+                    "-device", self.usb_serial_device()]
+        return cmd
+
+    def usb_serial_device(self) -> str:
+        return f"usb-serial,id={USB_SERIAL_ID},chardev=board,bus=xhci.0,always-plugged=on"
+
+    def start(self) -> "VM":
+        if not self.disk.exists():
+            self.fresh_disk()
+        self.monitor_path.unlink(missing_ok=True)
+        log = open(self.workdir / "qemu.log", "ab")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ssh(self, timeout: float = 600) -> float:
+        """Seconds from QEMU start until ssh answers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and not self.alive():
+                raise VMError(f"QEMU exited ({self.proc.returncode}) before ssh answered; "
+                              f"see {self.workdir / 'qemu.log'} and {self.console}")
+            r = subprocess.run(["ssh", *ssh_options(self.port), self.host, "true"],
+                               stdin=subprocess.DEVNULL, capture_output=True)
+            if r.returncode == 0:
+                return time.monotonic() - self.started_at
+            time.sleep(1)
+        raise VMError(f"no ssh on 127.0.0.1:{self.port} within {timeout:.0f} s; console: {self.console_tail()}")
+
+    def ssh(self, command: str, *, check: bool = True, timeout: float = 300,
+            input: Optional[bytes] = None) -> subprocess.CompletedProcess:
+        """Run a shell command on the box as ``pi`` (``sudo`` works without a password)."""
+        r = subprocess.run(["ssh", *ssh_options(self.port), self.host, command], input=input,
+                           stdin=None if input is not None else subprocess.DEVNULL,
+                           capture_output=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise VMError(f"on the box: {command!r} exited {r.returncode}\n"
+                          f"stdout: {r.stdout.decode(errors='replace')[-3000:]}\n"
+                          f"stderr: {r.stderr.decode(errors='replace')[-3000:]}")
+        return r
+
+    def out(self, command: str, **kw) -> str:
+        return self.ssh(command, **kw).stdout.decode(errors="replace")
+
+    def copy_from(self, remote: str, local: Path) -> None:
+        subprocess.run(["scp", "-q", *[o.replace("-p", "-P") if o == "-p" else o for o in ssh_options(self.port)],
+                        f"{self.host}:{remote}", str(local)], check=True, timeout=120)
+
+    def monitor(self, command: str, timeout: float = 30) -> str:
+        """One HMP command on the QEMU monitor; its reply."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(timeout)
+            s.connect(str(self.monitor_path))
+            banner = self._read_until_prompt(s)
+            s.sendall(command.encode() + b"\n")
+            reply = self._read_until_prompt(s)
+        del banner
+        lines = reply.replace("\r", "").splitlines()
+        return "\n".join(line for line in lines if line.strip() not in (command, "(qemu)")).strip()
+
+    @staticmethod
+    def _read_until_prompt(s: socket.socket) -> str:
+        buf = b""
+        while not buf.rstrip().endswith(b"(qemu)"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        return buf.decode(errors="replace")
+
+    def kill(self) -> None:
+        """Pull the plug: SIGKILL to QEMU, nothing flushed in the guest."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def wait_exit(self, timeout: float) -> Optional[int]:
+        """QEMU's exit code once the guest has powered off, or None if it is still up."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 120) -> None:
+        """Power off cleanly (kill if it will not)."""
+        if not self.alive():
+            return
+        self.ssh("sudo systemctl poweroff", check=False, timeout=30)
+        if self.wait_exit(timeout) is None:
+            self.kill()
+
+    def console_tail(self, n: int = 2000) -> str:
+        try:
+            return self.console.read_text(errors="replace")[-n:]
+        except OSError:
+            return "(no console log)"
+
+
+# --- make vm: one box left running -------------------------------------------------
+
+STATE = BUILD / "running.json"
+
+
+def cmd_up(args) -> int:
+    image = build_image(args.suite)
+    workdir = BUILD / f"run-{args.suite}"
+    if STATE.exists():
+        st = json.loads(STATE.read_text())
+        if _pid_alive(st.get("pid")):
+            print(f"a VM is already running: ssh {st['ssh']}   (make vm-down to stop it)")
+            return 0
+    vm = VM(image, workdir, board=args.board, port=args.port)
+    if args.fresh or not vm.disk.exists():
+        vm.fresh_disk()
+    t0 = time.monotonic()
+    vm.start()
+    print(f"== booting {image.name} (console: {vm.console})", flush=True)
+    boot = vm.wait_ssh()
+    ssh_line = f"{vm.ssh_opts} {vm.host}"
+    STATE.write_text(json.dumps(dict(pid=vm.proc.pid, port=vm.port, ssh=ssh_line, workdir=str(workdir),
+                                     monitor=str(vm.monitor_path), board=args.board)))
+    print(f"== up: ssh answered {boot:.1f} s after QEMU started ({time.monotonic() - t0:.1f} s)")
+    print(f"   ssh {ssh_line}")
+    print(f"   make provision HOST={vm.host} IMPS_SSH_OPTS='{vm.ssh_opts}'")
+    print(f"   make deploy HOST={vm.host} IMPS_SSH_OPTS='{vm.ssh_opts}'")
+    print("   make vm-down   (power it off)")
+    return 0
+
+
+def _pid_alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def cmd_down(args) -> int:
+    if not STATE.exists():
+        print("no VM running")
+        return 0
+    st = json.loads(STATE.read_text())
+    pid = st["pid"]
+    if _pid_alive(pid):
+        subprocess.run(["ssh", *ssh_options(st["port"]), "pi@127.0.0.1", "sudo systemctl poweroff"],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        deadline = time.monotonic() + 120
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(1)
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    STATE.unlink()
+    print("VM powered off")
+    return 0
+
+
+def cmd_ssh(args) -> int:
+    if not STATE.exists():
+        print("no VM running: make vm", file=sys.stderr)
+        return 1
+    st = json.loads(STATE.read_text())
+    return subprocess.call(["ssh", *ssh_options(st["port"]), "pi@127.0.0.1", *args.command])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="vm/bed.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="build (once) and boot the VM, leave it running")
+    up.add_argument("--suite", default="trixie", choices=["trixie", "bookworm"])
+    up.add_argument("--board", help="a tty path for the USB serial adapter's host side")
+    up.add_argument("--port", type=int, help="ssh port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--fresh", action="store_true", help="start from the pristine image")
+    up.set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="power the VM off").set_defaults(fn=cmd_down)
+    s = sub.add_parser("ssh", help="run a command on the VM (a shell without one)")
+    s.add_argument("command", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_ssh)
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+# The VM test bed: the whole box on Debian arm64 under QEMU (docs/appliance.md).
+# Included by the top Makefile. Building the image needs root (binfmt_misc, mmdebstrap).
+.PHONY: vm vm-down vm-ssh vm-image vm-deps test-vm
+VM_SUITE ?= trixie
+VM_BOARD := build/vm/board
+
+vm-deps:  ## install the Debian packages of the VM test bed (root or sudo)
+	@bash tests/system-deps.sh requirements/apt-vm.txt
+
+vm-image: vm-deps  ## build (once; cached under build/vm/) the Debian arm64 image: VM_SUITE=trixie|bookworm
+	@bash vm/image.sh $(VM_SUITE) >/dev/null
+
+# The board runs in the background for as long as the VM does (make vm-down stops both).
+vm: vm-image $(DEVICE)/.installed  ## boot the arm64 box with its USB sensor board; leaves it running for ssh, provision, deploy
+	@mkdir -p build/vm
+	@if ! { [ -f build/vm/board.pid ] && kill -0 $$(cat build/vm/board.pid) 2>/dev/null; }; then \
+	  rm -f $(VM_BOARD); \
+	  nohup $(DPY) vm/board.py --link $(VM_BOARD) >build/vm/board.log 2>&1 & echo $$! >build/vm/board.pid; \
+	  for i in $$(seq 100); do [ -e $(VM_BOARD) ] && break; sleep 0.1; done; \
+	fi
+	@$(PYTHON) vm/bed.py up --suite $(VM_SUITE) --board $$(readlink -f $(VM_BOARD))
+
+vm-down:  ## power the VM off and stop its board
+	@$(PYTHON) vm/bed.py down
+	@if [ -f build/vm/board.pid ]; then kill $$(cat build/vm/board.pid) 2>/dev/null || true; rm -f build/vm/board.pid; fi
+
+vm-ssh:  ## a shell on the running VM (make vm first)
+	@$(PYTHON) vm/bed.py ssh
+
+test-vm: vm-deps setup  ## the VM tests: the box provisioned, deployed and driven on a real arm64 Debian (slow)
+	$(WPY) -m pytest -q -p no:cacheprovider -m vm tests/vm $(PYTEST_ARGS)
