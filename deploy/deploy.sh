@@ -189,8 +189,12 @@ real_env_install() {
     local pips=("$IMPS_WHEELS"/pip-*.whl) pip
     pip=${pips[-1]}
     python3 -m venv --without-pip "$ENV_DIR"
-    "$ENV_DIR/bin/python" "$pip/pip" install -q --disable-pip-version-check --no-index \
-      --find-links "$IMPS_WHEELS" -r "$IMPS_WHEELS/requirements.txt"
+    local install=("$ENV_DIR/bin/python" "$pip/pip" install -q --disable-pip-version-check --no-index
+                   --find-links "$IMPS_WHEELS")
+    # The source-only packages build against the venv's own setuptools (a build
+    # isolated by pip would need a pip installed, not one run from its wheel).
+    "${install[@]}" setuptools wheel
+    "${install[@]}" --no-build-isolation -r "$IMPS_WHEELS/requirements.txt"
     return
   fi
   python3 -m venv "$ENV_DIR"

@@ -7,8 +7,8 @@ A box on stage has no internet, so `make deploy` carries its environment:
 writes OUTDIR/requirements.txt (device/requirements.txt plus the `pi` extra, with
 their environment markers decided for the box, not for this machine) and the
 files pip on the box installs from with ``--no-index --find-links OUTDIR``:
-binary wheels where PyPI has them, and the source of those it has none for
-(RPi.GPIO, systemd-python), which the box builds with its own compiler, plus
+binary wheels, and the source of the two PyPI has no wheels for (RPi.GPIO,
+systemd-python), which the box builds with its own compiler, plus
 setuptools and wheel to build them with, and pip itself (run from its wheel).
 
 pip matches platform tags literally, so it is given one ``manylinux_2_NN_<machine>``
@@ -33,6 +33,9 @@ except ImportError:  # pip always carries it
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_TOOLS = ["setuptools", "wheel"]
+# PyPI has only source packages of these: they travel as source and the box
+# compiles them (provisioning installs gcc, python3-dev, libsystemd-dev).
+SOURCE_ONLY = {"rpi.gpio", "systemd-python"}
 
 
 def box_requirements(python: str, machine: str) -> list:
@@ -93,16 +96,15 @@ def main(argv=None) -> int:
     plat = platform_args(a.python, a.machine, a.glibc)
     print(f"== wheels for Python {a.python} {a.machine} glibc {a.glibc}: {', '.join(reqs)}", flush=True)
     for req in reqs + ["pip"] + BUILD_TOOLS:
-        r = pip_download(a.out, plat + [req])
-        if r.returncode == 0:
-            continue
-        # No wheel for the box: take the source, the box builds it offline.
-        s = pip_download(a.out, ["--no-binary=:all:", "--no-deps", req])
-        if s.returncode != 0:
-            sys.stderr.write(r.stderr + s.stderr)
-            raise SystemExit(f"wheelhouse: neither a wheel for Python {a.python} {a.machine} "
-                             f"nor a source package of {req!r} could be fetched")
-        print(f"   {req}: no wheel for the box, its source is built there")
+        if Requirement(req).name.lower() in SOURCE_ONLY:
+            r = pip_download(a.out, ["--no-binary=:all:", "--no-deps", req])
+            print(f"   {req}: PyPI has no wheels; its source goes, the box builds it")
+        else:
+            r = pip_download(a.out, plat + [req])
+        if r.returncode != 0:
+            sys.stderr.write(r.stderr[-3000:])
+            raise SystemExit(f"wheelhouse: no {req!r} for Python {a.python} on {a.machine} "
+                             f"(glibc {a.glibc}) on the package index; see pip's message above")
     (a.out / "requirements.txt").write_text("\n".join(reqs) + "\n")
     done.write_text(key + "\n")
     n = sum(1 for f in a.out.iterdir() if f.suffix in (".whl", ".gz", ".zip"))

@@ -50,10 +50,24 @@ def free_port() -> int:
 
 def ssh_options(port: int) -> List[str]:
     # The image's host key is new with every image build: nothing to pin.
+    # One shared connection (ControlMaster): under emulation a fresh login costs
+    # about a minute (key exchange, PAM, a user manager), a command on it a second.
     return ["-i", str(KEY), "-p", str(port), "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=30",
+            "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=12",
+            "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path(port)}", "-o", "ControlPersist=3600"]
+
+
+def control_path(port: int) -> str:
+    return f"/tmp/imps-vm-ssh-{port}"
+
+
+def drop_connection(port: int) -> None:
+    """Forget the shared ssh connection (the VM is gone or going)."""
+    subprocess.run(["ssh", "-o", f"ControlPath={control_path(port)}", "-O", "exit", "x"],
+                   capture_output=True, stdin=subprocess.DEVNULL)
+    Path(control_path(port)).unlink(missing_ok=True)
 
 
 class VMError(RuntimeError):
@@ -102,7 +116,7 @@ class VM:
                "-drive", f"if=none,id=root,format=qcow2,file={self.disk}",
                "-device", "virtio-blk-pci,drive=root",
                "-netdev", f"user,id=net,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-               "-device", "virtio-net-pci,netdev=net",
+               "-device", "virtio-net-pci,netdev=net,romfile=",
                "-device", "virtio-rng-pci",
                "-display", "none", "-serial", f"file:{self.console}",
                "-monitor", f"unix:{self.monitor_path},server,nowait",
@@ -130,15 +144,18 @@ class VM:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ssh(self, timeout: float = 600) -> float:
+    def wait_ssh(self, timeout: float = 1200) -> float:
         """Seconds from QEMU start until ssh answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and not self.alive():
                 raise VMError(f"QEMU exited ({self.proc.returncode}) before ssh answered; "
                               f"see {self.workdir / 'qemu.log'} and {self.console}")
-            r = subprocess.run(["ssh", *ssh_options(self.port), self.host, "true"],
-                               stdin=subprocess.DEVNULL, capture_output=True)
+            try:
+                r = subprocess.run(["ssh", *ssh_options(self.port), self.host, "true"],
+                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+            except subprocess.TimeoutExpired:
+                continue
             if r.returncode == 0:
                 return time.monotonic() - self.started_at
             time.sleep(1)
@@ -158,10 +175,6 @@ class VM:
 
     def out(self, command: str, **kw) -> str:
         return self.ssh(command, **kw).stdout.decode(errors="replace")
-
-    def copy_from(self, remote: str, local: Path) -> None:
-        subprocess.run(["scp", "-q", *[o.replace("-p", "-P") if o == "-p" else o for o in ssh_options(self.port)],
-                        f"{self.host}:{remote}", str(local)], check=True, timeout=120)
 
     def monitor(self, command: str, timeout: float = 30) -> str:
         """One HMP command on the QEMU monitor; its reply."""
@@ -190,6 +203,7 @@ class VM:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
+        drop_connection(self.port)
 
     def wait_exit(self, timeout: float) -> Optional[int]:
         """QEMU's exit code once the guest has powered off, or None if it is still up."""
@@ -202,9 +216,10 @@ class VM:
         """Power off cleanly (kill if it will not)."""
         if not self.alive():
             return
-        self.ssh("sudo systemctl poweroff", check=False, timeout=30)
+        self.ssh("sudo systemctl poweroff", check=False, timeout=60)
         if self.wait_exit(timeout) is None:
             self.kill()
+        drop_connection(self.port)
 
     def console_tail(self, n: int = 2000) -> str:
         try:
@@ -268,6 +283,7 @@ def cmd_down(args) -> int:
             time.sleep(1)
         if _pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
+    drop_connection(st["port"])
     STATE.unlink()
     print("VM powered off")
     return 0

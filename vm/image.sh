@@ -27,7 +27,7 @@ case $SUITE in trixie|bookworm) ;; *) die "SUITE must be trixie or bookworm, not
 # The base system, the packages `make provision` installs (read from provision.sh,
 # so the two cannot drift) and what the tests look at (e2fsprogs, procps).
 BASE=(systemd-sysv udev dbus openssh-server sudo polkitd linux-image-arm64 initramfs-tools kmod
-      python3 e2fsprogs procps iproute2 ca-certificates)
+      python3 e2fsprogs procps iproute2)
 read -ra PROVISION <<<"$(sed -nE 's/^PACKAGES=\((.*)\)$/\1/p' deploy/provision.sh)"
 [ ${#PROVISION[@]} -gt 0 ] || die "no PACKAGES=(...) line found in deploy/provision.sh"
 PACKAGES=$(printf '%s\n' "${BASE[@]}" "${PROVISION[@]}" | sort -u | paste -sd, -)

@@ -33,9 +33,9 @@ class ControlPipe:
         self.path = path
         self.commands = 0
         self.bad = 0
+        if os.path.lexists(path) and not stat.S_ISFIFO(os.lstat(path).st_mode):
+            raise DeviceError(f"fake GPIO control {path} exists and is not a FIFO")
         try:
-            if os.path.lexists(path) and not stat.S_ISFIFO(os.lstat(path).st_mode):
-                raise DeviceError(f"fake GPIO control {path} exists and is not a FIFO")
             if not os.path.lexists(path):
                 os.mkfifo(path, 0o620)
             # Read and write: no EOF when a writer closes, and open() does not block.
