@@ -5,8 +5,8 @@
 provision:  ## prepare a fresh Raspberry Pi OS Lite box: make provision HOST=user@host [DRY_RUN=1]
 	@bash deploy/provision.sh $(if $(DRY_RUN),--dry-run) "$(HOST)"
 
-# The device environment's pip fetches the box's wheels (deploy/wheelhouse.py).
-deploy: $(DEVICE)/.installed  ## deploy this tree to a box, roll back if it fails: make deploy HOST=user@host [MODEL=path]
+# The device environment's pip (make setup) fetches the box's wheels (deploy/wheelhouse.py).
+deploy:  ## deploy this tree to a box, roll back if it fails: make deploy HOST=user@host [MODEL=path]
 	@bash deploy/deploy.sh deploy "$(HOST)" "$(MODEL)"
 
 fetch-logs:  ## pull a box's interaction logs into logs/<host>/: make fetch-logs HOST=user@host

@@ -110,7 +110,9 @@ send_wheels() {
     die "cannot ask $HOST for its Python version (is python3 installed? make provision HOST=$HOST)"
   read -r py machine glibc <<<"$facts"
   dir=$SOURCE/build/wheels/cp${py/./}-$machine-glibc$glibc
-  if ! "${IMPS_DEVICE_PYTHON:-python3}" "$SOURCE/deploy/wheelhouse.py" --python "$py" --machine "$machine" \
+  local python=${IMPS_DEVICE_PYTHON:-python3}
+  [ -x "$python" ] || python=python3
+  if ! "$python" "$SOURCE/deploy/wheelhouse.py" --python "$py" --machine "$machine" \
     --glibc "$glibc" "$dir" >&2; then
     echo "deploy: WARNING: not every package the box needs could be fetched here for Python $py on $machine;" \
       "the box installs its environment from the package index itself (it needs internet for that)" >&2
