@@ -132,11 +132,11 @@ def figure(summaries: list[dict], rows: list[dict], path, label: str) -> None:
     for i, r in enumerate(rows):
         vals = list(r["per_seed_best_val"].values())
         bx.plot([i] * len(vals), vals, "o", color=colour[r["units"]], alpha=0.7)
-        sd = r["best_val_sd"] if math.isfinite(r["best_val_sd"]) else 0.0
-        bx.errorbar(i + 0.18, r["best_val_mean"], yerr=sd, fmt="s", color="k", capsize=4, ms=5)
-        bx.annotate(f"{r['best_val_mean']:.2f}\n±{sd:.2f}", (i + 0.25, r["best_val_mean"]), fontsize=8,
-                    va="center")
-    bx.set_xticks(range(len(rows)), [f"{r['units']}\n({r['seeds']} seeds)" for r in rows])
+        if r["seeds"] > 1:        # one seed has no spread to draw
+            bx.errorbar(i + 0.18, r["best_val_mean"], yerr=r["best_val_sd"], fmt="s", color="k", capsize=4, ms=5)
+        text = f"{r['best_val_mean']:.2f}\n±{r['best_val_sd']:.2f}" if r["seeds"] > 1 else f"{r['best_val_mean']:.2f}"
+        bx.annotate(text, (i + 0.25, r["best_val_mean"]), fontsize=8, va="center")
+    bx.set_xticks(range(len(rows)), [f"{r['units']}\n({r['seeds']} seed{'s' if r['seeds'] > 1 else ''})" for r in rows])
     bx.set_xlim(-0.5, len(rows) - 0.2)
     bx.set_xlabel("LSTM units")
     bx.set_ylabel("best validation loss")
