@@ -490,3 +490,11 @@ def test_an_engine_error_is_counted_and_shown(box):
     wait_for(lambda: b.engine.status()["errors"] == 1, what="the error counted")
     assert "engine errors 1" in b.status_line()
     assert b.engine.alive() and b.supervisor.healthy()
+
+
+def test_an_absent_sound_engine_is_shown_not_hidden(box):
+    b = box("duet", osc={"sound_port": free_port()})     # nothing listens there
+    wait_for(lambda: b.sound.errors > 0, what="a refused send")
+    assert "NO SOUND ENGINE" in b.status_line()
+    before = b.engine.stats.model_events
+    wait_for(lambda: b.engine.stats.model_events > before + 2, what="the model playing on regardless")

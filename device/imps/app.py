@@ -355,6 +355,8 @@ class Box:
             parts.append(f"bad {s['bad_inputs']}")
         if s["errors"]:
             parts.append(f"engine errors {s['errors']}")
+        if self.sound is not None and self.sound.unreachable():
+            parts.append("NO SOUND ENGINE")
         for receiver in self.receivers:
             summary = receiver.summary()
             if summary:

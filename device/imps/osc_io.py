@@ -170,13 +170,16 @@ class SoundOut:
 
     The socket is connected to the sound engine, so it is bound to the one local
     address that reaches it (127.0.0.1 for a local Pd), never to 0.0.0.0: it listens
-    for nothing, and the kernel accepts datagrams only from the sound engine.
+    for nothing, and the kernel accepts datagrams only from the sound engine. A
+    connected socket also hears "nothing listens there" (ECONNREFUSED), so the
+    status line can say the sound engine is away (``unreachable()``).
     """
 
     def __init__(self, host: str, port: int):
         self.address = (host, port)
         self.sent = 0
         self.errors = 0
+        self.last_error_at: float | None = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self.sock.connect(self.address)
@@ -193,6 +196,11 @@ class SoundOut:
             if not self.errors:
                 log.warning("sound engine at %s:%d unreachable (%s); still playing", *self.address, exc)
             self.errors += 1
+            self.last_error_at = time.monotonic()
+
+    def unreachable(self, within: float = 3.0) -> bool:
+        """Whether a send failed in the last ``within`` seconds (the sound engine is not listening)."""
+        return self.last_error_at is not None and time.monotonic() - self.last_error_at < within
 
     def close(self) -> None:
         self.sock.close()
