@@ -1,6 +1,5 @@
 """The firmware's C protocol code, built with gcc and run against the shared vectors."""
 import json
-import os
 import signal
 import re
 import shutil
@@ -26,7 +25,7 @@ def test_c_host_tests_pass_on_the_shared_vectors():
 
 # -- the joint: the shipped sketch and config.h against the provisioned box.toml ---------------
 
-PROVISION = ROOT / "deploy" / "provision.sh"
+from test_deploy import PROVISION, dry_run_file, provision_env  # noqa: E402  (one home for provisioning helpers)
 
 
 def firmware_setting(name: str) -> int:
@@ -38,18 +37,10 @@ def firmware_setting(name: str) -> int:
 
 def provisioned_box_toml(root: Path) -> str:
     """The box.toml provision.sh writes on a fresh box (from its dry run, which prints it)."""
-    env = {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
-    env.update(IMPS_PREFIX=str(root / "opt-imps"), IMPS_STATE=str(root / "state"), IMPS_ETC=str(root / "etc"))
-    r = subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True,
+                       env=provision_env(root), timeout=60)
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
-    start = lines.index(f"+ write {root}/etc/imps/box.toml (mode 0644)") + 1
-    body = []
-    for line in lines[start:]:
-        if not line.startswith("    | "):
-            break
-        body.append(line[6:])
-    return "\n".join(body) + "\n"
+    return dry_run_file(r.stdout, root / "etc" / "imps" / "box.toml")
 
 
 def is_adc10_fixed(value: float) -> bool:
@@ -69,7 +60,7 @@ def test_the_shipped_sketch_plays_through_the_provisioned_box(tmp_path, pty_pair
     text = provisioned_box_toml(tmp_path)
     # Only the seams of this machine change: the model link and state paths (provision.sh makes
     # the link at deploy time), the board's port (a pty), and free UDP ports.
-    state = tmp_path / "state"
+    state = tmp_path / "var-lib-imps"
     (state / "models").mkdir(parents=True)
     for ext in ("tflite", "json"):
         (state / "models" / f"current.{ext}").symlink_to(ROOT / "device" / "imps" / "models" / f"default.{ext}")

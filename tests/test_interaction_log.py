@@ -9,6 +9,7 @@ import pytest
 
 from imps.interaction_log import (FSYNC_DELAY, LogFile, LogWriter, dimension_from_filename, log_filename,
                                   read_log)
+from conftest import wait_for
 
 
 def test_writer_then_reader_round_trip(tmp_path):
@@ -85,15 +86,6 @@ class FaultyDisk:
         f = File(path)
         self.files.append(f)
         return f
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def test_a_lone_write_is_fsynced_by_the_timer_not_the_next_line(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from imps.config import DEFAULT_PERFORMANCE
 from imps.errors import DatasetError
 from imps.performer import ReplayPerformer, load_performance
+from conftest import wait_for
 
 
 class Recorder:
@@ -18,15 +19,6 @@ class Recorder:
     def __call__(self, values, channels):
         with self.lock:
             self.events.append((time.monotonic(), list(values), channels))
-
-
-def wait_for(pred, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def rows(n, dt=0.01):
