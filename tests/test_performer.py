@@ -56,8 +56,9 @@ def test_phrases_are_separated_by_rests_and_time_scale_stretches():
     assert performer.finished.wait(30)
     times = np.array([t for t, _, _ in got.events]) - started
     rests = int((np.diff(times) >= 0.25).sum())
-    # At 2x, a phrase of 0.1 s holds 5 or 6 gestures of 0.02 s: 40 gestures make 6 or 7 rests.
-    assert 6 <= rests <= 7
+    # At 2x, a phrase of 0.1 s holds 5 or 6 gestures of 0.02 s: 40 gestures make at least 6 rests
+    # (a busy machine can stall a gap past 0.25 s too, so no upper bound).
+    assert rests >= 6
     # Never early: 0.01 s stretched to 0.02 s per gesture, plus the rests so far.
     due = np.cumsum(np.full(40, 0.02))
     assert (times >= due - 1e-3).all() and times[-1] >= due[-1] + rests * 0.25 - 1e-3
