@@ -3,33 +3,15 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import tty
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from support import DATASETS
+
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT / "training" / "datasets"
 DEVICE_PYTHON = os.environ.get("IMPS_DEVICE_PYTHON", str(ROOT / ".venv" / "device" / "bin" / "python"))
-
-
-def wait_for(pred, timeout: float = 15.0, step: float = 0.01) -> bool:
-    """Poll pred() until it holds or timeout passes; returns pred(). Generous by default:
-    tests run on busy machines (both cores saturated), so wait for the condition, never a fixed time."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def published(name: str):
-    """Performances from a published (pickled) dataset: a trusted file of this project."""
-    with np.load(DATASETS / name, allow_pickle=True) as z:
-        return list(z["perfs"])
 
 
 @pytest.fixture(scope="session")

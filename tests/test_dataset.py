@@ -3,7 +3,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from conftest import DATASETS, published
+from support import DATASETS, published
 from imps.dataset import Dataset, load_dataset
 from imps.errors import DatasetError
 from imps.interaction_log import log_filename

@@ -10,7 +10,7 @@ from imps.engine import Engine
 from imps.interaction_log import read_log
 from imps.modes import Mode
 from imps.runtime import MDRNN
-from conftest import wait_for
+from support import wait_for
 from osc_listener import send
 
 

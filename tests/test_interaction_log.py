@@ -9,7 +9,7 @@ import pytest
 
 from imps.interaction_log import (FSYNC_DELAY, LogFile, LogWriter, dimension_from_filename, log_filename,
                                   read_log)
-from conftest import wait_for
+from support import wait_for
 
 
 def test_writer_then_reader_round_trip(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from imps.config import DEFAULT_PERFORMANCE
 from imps.errors import DatasetError
 from imps.performer import ReplayPerformer, load_performance
-from conftest import wait_for
+from support import wait_for
 
 
 class Recorder:

@@ -12,7 +12,7 @@ from imps.errors import ConfigError
 from imps.serial_frames import Decoder, FrameType, BoardInfo, hello_reply_frame, sensor_frame
 from imps.serial_input import ActuatorOutput, SerialInput, SerialSettings, calibrate, resolve_port
 from imps.simulated_board import SimulatedBoard
-from conftest import wait_for
+from support import wait_for
 
 
 class Events:

@@ -23,11 +23,9 @@ def test_windows_are_views_within_performances():
 
 
 def test_validation_split_by_whole_performances_or_blocks(lightpad_12k):
-    from pathlib import Path
-
     from imps_train.collate import from_published_npz
-    # Not `from conftest import ...` here: by run time that name can be tests/vm/conftest.py.
-    big, _ = from_published_npz(Path(__file__).resolve().parents[1] / "training" / "datasets" / "lightpad-4d-100k.npz")
+    from support import DATASETS
+    big, _ = from_published_npz(DATASETS / "lightpad-4d-100k.npz")
     train, val = windows.split(big, 0.1)
     assert 0.05 <= len(val.rows) / len(big.rows) <= 0.2
     assert "whole performances" in val.info["split"]

@@ -1,0 +1,31 @@
+"""Helpers the tests import by name (conftest.py holds only fixtures).
+
+They live here, not in conftest.py, because tests/vm has a conftest.py of its own: once both are
+collected, the module name `conftest` means whichever was imported last.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT / "training" / "datasets"
+
+
+def wait_for(pred, timeout: float = 15.0, step: float = 0.01) -> bool:
+    """Poll pred() until it holds or timeout passes; returns pred(). Generous by default:
+    tests run on busy machines (both cores saturated), so wait for the condition, never a fixed time."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def published(name: str):
+    """Performances from a published (pickled) dataset: a trusted file of this project."""
+    with np.load(DATASETS / name, allow_pickle=True) as z:
+        return list(z["perfs"])
