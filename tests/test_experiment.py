@@ -154,7 +154,7 @@ def test_temperature_grid_writes_figure_and_one_row_per_cell(temperature_grid):
 
 
 def test_the_grid_chooses_on_one_set_of_performances_and_scores_on_another(temperature_grid):
-    _, summary = temperature_grid
+    out, summary = temperature_grid
     set_a = {p["performance"] for p in summary["choosing"]["primings"]}
     set_b = {p["performance"] for p in summary["scoring"]["primings"]}
     assert set_a and set_b and not set_a & set_b
@@ -177,6 +177,12 @@ def test_the_grid_chooses_on_one_set_of_performances_and_scores_on_another(tempe
     assert best["pooled"]["w1_mean"] == min(c["pooled"]["w1_mean"] for c in cells)
     assert best["pooled"]["w1_mean"] == pytest.approx(0.5 * (best["w1_mean"] + best["choosing_set"]["w1_mean"]))
     assert summary["seeds"] == [0, 1] and math.isfinite(best["w1_mean_sd_seeds"])
+    # And from the per-cell CSV a person would read, not from the summary that holds the choice.
+    with open(out / "temperatures.csv") as f:
+        rows = list(csv.DictReader(f))
+    pooled = {(float(r["pi_temperature"]), float(r["sigma_temperature"])):
+              0.5 * (float(r["w1_mean"]) + float(r["w1_mean_choosing"])) for r in rows}
+    assert min(pooled, key=pooled.get) == (best["pi_temperature"], best["sigma_temperature"])
 
 
 def test_sigma_temperature_changes_what_is_generated_and_its_score(temperature_grid):
