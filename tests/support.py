@@ -29,3 +29,20 @@ def published(name: str):
     """Performances from a published (pickled) dataset: a trusted file of this project."""
     with np.load(DATASETS / name, allow_pickle=True) as z:
         return list(z["perfs"])
+
+
+def wait_until(condition, timeout: float = 15.0, what: str = "condition") -> None:
+    """Like wait_for, but a timeout fails the test with what was awaited."""
+    if not wait_for(condition, timeout):
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def stuck_notes(messages):
+    """(channel, note) still sounding after ``messages``: every note-on needs its note-off."""
+    sounding = set()
+    for m in messages:
+        if m.type == "note_on" and m.velocity > 0:
+            sounding.add((m.channel, m.note))
+        elif m.type in ("note_on", "note_off"):
+            sounding.discard((m.channel, m.note))
+    return sounding

@@ -26,19 +26,11 @@ from imps.interaction_log import read_log
 from imps.modes import Mode
 from imps.serial_frames import sensor_frame
 from imps.simulated_board import SimulatedBoard
+from support import wait_for
 
 EXAMPLE = PACKAGE_DIR / "box.example.toml"
 LEDS = (5, 6, 13, 19)          # the default panel's mode LEDs, in Mode order
 MODE_BUTTON = 17
-
-
-def wait_for(pred, timeout=10.0, step=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def leds(box):

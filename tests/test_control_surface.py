@@ -26,15 +26,7 @@ from imps.rows import MAX_DT, MIN_DT
 from imps.sampling import Sampler
 from imps.scheduler import Scheduler
 from osc_listener import send
-
-
-def wait_for(condition, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from support import wait_until
 
 
 def raw(port: int, data: bytes) -> None:
@@ -78,10 +70,10 @@ def test_a_control_message_without_arguments_never_kills_the_listener(box, addre
     port = control(b).port
     raw(port, osc(address))                         # the repro: `printf '/mode\0\0\0,\0\0\0' | socat ...`
     send(port, address, "no", "such", 1.0)          # wrong count and types too
-    wait_for(lambda: control(b).errors["bad arguments"] == 2, what="two bad arguments counted")
+    wait_until(lambda: control(b).errors["bad arguments"] == 2, what="two bad arguments counted")
     assert control(b).thread.is_alive()
     send(port, "/mode", "duet")                     # the listener still works
-    wait_for(lambda: b.engine.mode is Mode.DUET, what="/mode duet applied after the bad ones")
+    wait_until(lambda: b.engine.mode is Mode.DUET, what="/mode duet applied after the bad ones")
     assert "osc control bad args 2" in b.status_line()
     assert b.supervisor.healthy()
 
@@ -95,11 +87,11 @@ def test_a_full_engine_inbox_is_counted_as_busy_and_the_listener_lives(box):
         b.engine.performer_event([0.5, 0.5, 0.5])   # ...and its inbox is full
     port = control(b).port
     send(port, "/reset")                            # engine.submit raises queue.Full after its timeout
-    wait_for(lambda: control(b).errors["busy"] == 1, timeout=15, what="the busy control message counted")
+    wait_until(lambda: control(b).errors["busy"] == 1, timeout=15, what="the busy control message counted")
     release.set()
     assert control(b).thread.is_alive()
     send(port, "/mode", "layered")
-    wait_for(lambda: b.engine.mode is Mode.LAYERED, what="/mode applied once the engine has room")
+    wait_until(lambda: b.engine.mode is Mode.LAYERED, what="/mode applied once the engine has room")
     assert "busy 1" in b.status_line()
 
 
@@ -109,9 +101,9 @@ def test_a_handler_bug_is_counted_with_its_traceback_and_the_listener_lives(box,
     receiver.route("/bug", lambda args: {}["no such key"])
     send(receiver.port, "/bug", 1.0)
     send(receiver.port, "/bug", 2.0)
-    wait_for(lambda: receiver.errors["handler error"] == 2, what="handler errors counted")
+    wait_until(lambda: receiver.errors["handler error"] == 2, what="handler errors counted")
     assert receiver.thread.is_alive()
-    wait_for(lambda: any("KeyError" in (r.exc_text or "") for r in caplog.records), what="the traceback logged")
+    wait_until(lambda: any("KeyError" in (r.exc_text or "") for r in caplog.records), what="the traceback logged")
     assert sum("KeyError" in (r.exc_text or "") for r in caplog.records) == 1   # once, not per message
 
 
@@ -121,7 +113,7 @@ def test_the_interface_listener_survives_every_wrong_argument(box, sound):
     for data in (osc("/interface"), osc("/interface", ",s", b"abc\0"), osc("/interface", ",T"),
                  encode_floats("/interface", [math.inf, 0.5, 0.5]), encode_floats("/interface", [0.5] * 9)):
         raw(port, data)
-    wait_for(lambda: b.receivers[0].errors["bad arguments"] == 5, what="five bad /interface counted")
+    wait_until(lambda: b.receivers[0].errors["bad arguments"] == 5, what="five bad /interface counted")
     send(port, "/interface", 0.25, 0.5, 0.75)
     got = sound.wait_for("/performer", 1)
     assert got[0][1] == pytest.approx([0.25, 0.5, 0.75])
@@ -136,11 +128,11 @@ def test_the_interface_listener_survives_every_wrong_argument(box, sound):
 def test_control_values_out_of_range_are_refused_with_the_range(box, address, value, caplog):
     b = box("duet")
     send(control(b).port, address, value)
-    wait_for(lambda: control(b).errors["bad arguments"] == 1, what="refused")
-    wait_for(lambda: "out of range, expected" in caplog.text, what="the refusal in the log, naming the range")
+    wait_until(lambda: control(b).errors["bad arguments"] == 1, what="refused")
+    wait_until(lambda: "out of range, expected" in caplog.text, what="the refusal in the log, naming the range")
     assert b.engine.time_scale == 1.0 and b.engine.response_threshold == 1.0
     before = b.engine.stats.model_events
-    wait_for(lambda: b.engine.stats.model_events > before + 3, what="the model still playing")
+    wait_until(lambda: b.engine.stats.model_events > before + 3, what="the model still playing")
     assert b.engine.scheduler.thread.is_alive()
 
 
@@ -246,7 +238,7 @@ def test_the_scheduler_refuses_non_finite_times_and_lives_on():
         assert not sched.schedule(math.nan, "nan")
         assert sched.schedule(time.monotonic() + 1e12, "far away")   # finite: queued, slept on in short naps
         assert sched.schedule(time.monotonic() + 0.01, "soon")
-        wait_for(lambda: played == ["soon"], what="the next event played")
+        wait_until(lambda: played == ["soon"], what="the next event played")
         assert sched.thread.is_alive() and sched.refused == 2
     finally:
         sched.stop()
@@ -264,7 +256,7 @@ def test_a_failing_play_is_counted_and_the_next_event_plays():
         now = time.monotonic()
         sched.schedule(now + 0.01, "bad")
         sched.schedule(now + 0.02, "good")
-        wait_for(lambda: played == ["good"], what="the event after the failing one")
+        wait_until(lambda: played == ["good"], what="the event after the failing one")
         assert sched.play_errors == 1 and sched.thread.is_alive()
     finally:
         sched.stop()
@@ -282,7 +274,7 @@ def test_the_minimum_gap_between_model_events_holds_whatever_the_time_scale(box)
     e.submit(lambda: setattr(e.scheduler, "schedule", recording))
     e.submit(lambda: setattr(e, "time_scale", 1e-300))  # below the range: as if a bug let it in
     e.set_mode("duet")
-    wait_for(lambda: len(dues) > 200, what="200 model events scheduled")
+    wait_until(lambda: len(dues) > 200, what="200 model events scheduled")
     e.set_paused(True)
     gaps = np.diff(dues[:200])
     assert gaps.min() >= MIN_DT - 1e-9, f"model events {gaps.min() * 1e6:.1f} us apart"
@@ -326,7 +318,7 @@ def test_a_truncated_message_is_counted_and_never_played(box, sound):
     b = box()
     port = b.receivers[0].port
     raw(port, TWO_OF_THREE)
-    wait_for(lambda: b.receivers[0].errors["malformed"] == 1, what="the truncated message counted")
+    wait_until(lambda: b.receivers[0].errors["malformed"] == 1, what="the truncated message counted")
     send(port, "/interface", 0.75, 0.5, 0.25)
     got = sound.wait_for("/performer", 1)
     assert [args for _, args in got] == [pytest.approx([0.75, 0.5, 0.25])]   # only the whole one
@@ -365,7 +357,7 @@ def test_a_flood_of_bad_osc_is_shown_by_kind_and_barely_reaches_the_journal(tmp_
                        if (m := re.search(rf"osc interface [^|]*?\b{k} (\d+)", status))}
                 lost = re.search(r"lost (\d+)", status)
                 return status, got, int(lost.group(1)) if lost else 0
-            wait_for(lambda: sum(shown()[1].values()) + shown()[2] >= 9000 and len(shown()[1]) == 3, timeout=60,
+            wait_until(lambda: sum(shown()[1].values()) + shown()[2] >= 9000 and len(shown()[1]) == 3, timeout=60,
                      what=f"the status line to count all 9000 bad packets by kind: {shown()[0]!r}")
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -389,7 +381,7 @@ def test_discarded_model_notes_are_not_counted_as_lost_input(box):
         send(port, "/interface", (i % 10) / 10, 0.5, 0.5)
         if i % 20 == 0:
             time.sleep(0.01)
-    wait_for(lambda: b.engine.stats.performer_events + b.engine.status()["lost_inputs"]
+    wait_until(lambda: b.engine.stats.performer_events + b.engine.status()["lost_inputs"]
              + (b.receivers[0].kernel_drops() or 0) == 600, timeout=60, what="all 600 events played or counted")
     s = b.engine.status()
     assert s["dropped_notes"] > 0
@@ -414,9 +406,9 @@ def test_what_the_kernel_drops_is_counted_and_the_buffer_is_sized():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for _ in range(500):
                 s.sendto(encode_floats("/interface", [0.5, 0.5, 0.5]), ("127.0.0.1", receiver.port))
-        wait_for(lambda: calls, what="the first packet")
+        wait_until(lambda: calls, what="the first packet")
         release.set()
-        wait_for(lambda: receiver.received + (receiver.kernel_drops() or 0) == 500, timeout=30,
+        wait_until(lambda: receiver.received + (receiver.kernel_drops() or 0) == 500, timeout=30,
                  what="every packet either received or counted as dropped by the kernel")
         assert receiver.kernel_drops() > 0
     finally:
@@ -446,12 +438,12 @@ def test_the_sound_socket_is_not_bound_to_every_interface(sound):
 def test_osc_address_patterns_route_through_the_dispatcher(box):
     b = box("duet")
     send(control(b).port, "/*_temperature", 0.5)          # both temperatures at once
-    wait_for(lambda: b.engine.model.pi_temperature == 0.5 and b.engine.model.sigma_temperature == 0.5,
+    wait_until(lambda: b.engine.model.pi_temperature == 0.5 and b.engine.model.sigma_temperature == 0.5,
              what="both temperatures set by one pattern")
     send(control(b).port, "/{mode,nothing}", "layered")
-    wait_for(lambda: b.engine.mode is Mode.LAYERED, what="/mode through a pattern")
+    wait_until(lambda: b.engine.mode is Mode.LAYERED, what="/mode through a pattern")
     send(control(b).port, "/no*where", 1.0)
-    wait_for(lambda: control(b).errors["unknown address"] == 1, what="a pattern matching nothing counted")
+    wait_until(lambda: control(b).errors["unknown address"] == 1, what="a pattern matching nothing counted")
 
 
 def test_the_journal_gets_a_few_lines_per_call_site_and_the_count_of_the_rest():
@@ -487,14 +479,14 @@ def test_the_journal_gets_a_few_lines_per_call_site_and_the_count_of_the_rest():
 def test_an_engine_error_is_counted_and_shown(box):
     b = box("user")
     b.engine.submit(lambda: 1 / 0)          # a bug in one inbox item
-    wait_for(lambda: b.engine.status()["errors"] == 1, what="the error counted")
+    wait_until(lambda: b.engine.status()["errors"] == 1, what="the error counted")
     assert "engine errors 1" in b.status_line()
     assert b.engine.alive() and b.supervisor.healthy()
 
 
 def test_an_absent_sound_engine_is_shown_not_hidden(box):
     b = box("duet", osc={"sound_port": free_port()})     # nothing listens there
-    wait_for(lambda: b.sound.errors > 0, what="a refused send")
+    wait_until(lambda: b.sound.errors > 0, what="a refused send")
     assert "NO SOUND ENGINE" in b.status_line()
     before = b.engine.stats.model_events
-    wait_for(lambda: b.engine.stats.model_events > before + 2, what="the model playing on regardless")
+    wait_until(lambda: b.engine.stats.model_events > before + 2, what="the model playing on regardless")

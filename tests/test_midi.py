@@ -8,7 +8,6 @@ open ports go quiet. The ALSA transport itself is checked as far as this
 machine allows (python-rtmidi imports; no sequencer gives a clear error).
 """
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -22,30 +21,11 @@ from imps.midi.settings import MidiSettings, Rule, check_controls
 from imps.midi.source import MidiInput
 from imps.midi.transports import AlsaTransport, matches
 from imps.midi.voice import MidiOutput
-
-
-def wait_for(pred, timeout=10.0, step=0.005):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+from support import stuck_notes, wait_for
 
 
 def unique(name):
     return f"{name} {uuid.uuid4().hex[:6]}"
-
-
-def stuck_notes(messages):
-    """(channel, note) still sounding after ``messages``: every note-on needs its note-off."""
-    sounding = set()
-    for m in messages:
-        if m.type == "note_on" and m.velocity > 0:
-            sounding.add((m.channel, m.note))
-        elif m.type in ("note_on", "note_off"):
-            sounding.discard((m.channel, m.note))
-    return sounding
 
 
 class Events:

@@ -26,17 +26,8 @@ from imps.midi.din import DinParser
 from imps.modes import Mode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_midi_din import Socat, wait_for  # noqa: E402
-
-
-def stuck_notes(messages):
-    sounding = set()
-    for m in messages:
-        if m.type == "note_on" and m.velocity > 0:
-            sounding.add((m.channel, m.note))
-        elif m.type in ("note_on", "note_off"):
-            sounding.discard((m.channel, m.note))
-    return sounding
+from support import stuck_notes, wait_for  # noqa: E402
+from test_midi_din import Socat  # noqa: E402
 
 
 def silences(messages):

@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import threading
-import time
 
 import mido
 import pytest
@@ -20,15 +19,7 @@ from imps.midi.din import DinInput, DinOutput, DinParser
 from imps.midi.settings import MidiSettings
 from imps.midi.source import MidiInput
 from imps.midi.voice import MidiOutput
-
-
-def wait_for(pred, timeout=10.0, step=0.01):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+from support import wait_for
 
 
 class Socat:

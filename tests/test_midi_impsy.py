@@ -132,7 +132,7 @@ def test_an_imported_impsy_config_runs_in_the_box(tmp_path):
         box.stop()
         virtual.SYSTEM.unplug(xtouch.name)
         virtual.SYSTEM.unplug(studio.name)
-    from test_midi_box import stuck_notes
+    from support import stuck_notes
     assert stuck_notes(studio.messages()) == set()
 
 

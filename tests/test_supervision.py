@@ -23,15 +23,7 @@ from imps.config import load_config
 from imps.notify import Notifier
 from notify_socket import NotifySocket
 from osc_listener import send
-
-
-def wait_for(condition, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from support import wait_until
 
 
 def overrides(tmp_path, sound, **sections):
@@ -74,7 +66,7 @@ def test_a_dead_thread_stops_the_watchdog_and_says_which_and_why(tmp_path, sound
         try:
             sd.wait_for("WATCHDOG", count=3, timeout=10)
             thread = kill(box)
-            wait_for(lambda: not thread.is_alive(), what="the thread to die")
+            wait_until(lambda: not thread.is_alive(), what="the thread to die")
             died = time.monotonic()
             time.sleep(1.0)   # ten ping periods
             late = [t for t in sd.times("WATCHDOG") if t > died + 0.05]
@@ -95,12 +87,12 @@ def test_the_serial_reader_is_supervised_too(tmp_path, sound):
         raise RuntimeError("driver bug")
     box.start()
     try:
-        wait_for(lambda: box.serial.thread is not None, what="the serial reader")
+        wait_until(lambda: box.serial.thread is not None, what="the serial reader")
         assert "serial reader" in box.supervisor.labels()
         box.serial.stop()
         box.serial._opener = broken_opener    # a bug below the reader: not an OSError or SerialException
         box.serial.start(box.engine.performer_event)
-        wait_for(lambda: box.supervisor.dead(), what="the dead serial reader")
+        wait_until(lambda: box.supervisor.dead(), what="the dead serial reader")
         assert "serial reader (imps-serial-reader): RuntimeError: driver bug" in box.supervisor.dead()[0]
     finally:
         box.stop()
@@ -189,10 +181,10 @@ def test_sighup_refuses_bad_configs_and_applies_only_what_it_can(tmp_path, devic
             proc.send_signal(signal.SIGHUP)
             readies += 1
             sd.wait_for("READY", count=readies, timeout=30)
-            wait_for(lambda: "mode user" in (sd.last("STATUS") or ""), what="the new mode in the status line")
+            wait_until(lambda: "mode user" in (sd.last("STATUS") or ""), what="the new mode in the status line")
             assert "restart to apply [osc] control_port" in sd.last("STATUS")
             send(control_port, "/mode", "layered")              # the running port is still the old one
-            wait_for(lambda: "mode layered" in (sd.last("STATUS") or ""), what="/mode on the running port")
+            wait_until(lambda: "mode layered" in (sd.last("STATUS") or ""), what="/mode on the running port")
             sd.wait_for("WATCHDOG", count=2, timeout=10)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -215,7 +207,7 @@ def test_a_reload_that_brings_a_good_model_brings_the_configured_mode_back(tmp_p
         assert box.engine.model is None and box.engine.mode is Mode.USER
         path.write_text(text.replace(str(tmp_path / "not-yet.tflite"), str(DEFAULT_MODEL)))
         assert box.reload()
-        wait_for(lambda: box.engine.mode is Mode.DUET, what="duet once the model is there")
+        wait_until(lambda: box.engine.mode is Mode.DUET, what="duet once the model is there")
         sound.wait_for("/model", 2, timeout=20)
         assert box.restart_needed == []
     finally:
