@@ -76,7 +76,7 @@ class MidiOutput:
         with self._lock:
             for i, m in enumerate(self.maps):
                 if voice in self.voices[i]:
-                    self._write(i, m.messages(voice, values))
+                    self._write(i, m.iter_messages(voice, values))
 
     def silence(self) -> None:
         """A note-off for every sounding note and CC 123 on every note channel, on every device."""
@@ -114,24 +114,30 @@ class MidiOutput:
 
     # -- ports ---------------------------------------------------------------------
     def _write(self, index: int, messages) -> None:
-        if not messages:
-            return
-        ports = self.watcher.open_ports(index)
-        if not ports:
-            self.counters["dropped"] += len(messages)
-            return
-        for port in ports:
-            for msg in messages:
+        """Send ``messages`` (a list or an iterator) to every open port of output ``index``.
+        Each message leaves as soon as it is built: the first of an event is not held up by the
+        building of the rest."""
+        ports = list(self.watcher.open_ports(index))
+        failed = set()
+        count = 0
+        for msg in messages:                 # exhaust it even with no port: it keeps the map's books
+            count += 1
+            for port in ports:
+                if port in failed:
+                    continue
                 try:
                     port.send(msg)
                 except (OSError, ValueError) as exc:   # a DIN port that failed; the scanner reopens it
+                    failed.add(port)
                     self.counters["errors"] += 1
                     if self.counters["errors"] == 1:
                         log.warning("MIDI output %s: %s", port.name, exc)
-                    break
-            else:
-                self.counters["sent"] += len(messages)
-        self.last.extend(describe(m) for m in messages)
+            if ports:
+                self.last.append(describe(msg))
+        if not ports:
+            self.counters["dropped"] += count
+        else:
+            self.counters["sent"] += count * (len(ports) - len(failed))
 
     def _open_port(self, index: int, transport, name: str):
         return transport.open_output(name)
