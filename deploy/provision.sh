@@ -154,6 +154,22 @@ EOF
   say "power: $SERVICE_USER may power off (polkit rule $rule)"
 }
 
+# The OSC listeners ask the kernel for a 1 MiB receive buffer each ([osc] receive_buffer in
+# box.toml), so a burst of gestures waits in the socket instead of being dropped. Linux caps the
+# request at net.core.rmem_max, 208 KiB on Raspberry Pi OS: raise the cap to match.
+RMEM_MAX=1048576
+SYSCTL_FILE=sysctl.d/60-imps.conf
+buffers() {
+  local file="$ETC/$SYSCTL_FILE" content
+  content="# Written by IMPS provision.sh: room for the box's OSC receive buffers ([osc] receive_buffer).
+net.core.rmem_max = $RMEM_MAX"
+  if [ -e "$file" ] && [ "$(cat "$file")" = "$content" ]; then say "buffers: $file in place"; return; fi
+  [ -d "$(dirname "$file")" ] || run install -d -m 0755 "$(dirname "$file")"
+  write_file "$file" 0644 <<<"$content"
+  if [ "$ETC" = /etc ] && command -v sysctl >/dev/null; then run sysctl -q -p "$file"; fi
+  say "buffers: net.core.rmem_max = $RMEM_MAX ($file)"
+}
+
 # A directory with this mode and owner, made or fixed only when it is not so already.
 ensure_dir() {
   local mode=$1 owner=$2 d
@@ -227,6 +243,7 @@ on_box() {
   midi_uart
   audio
   power
+  buffers
   layout
   say "provisioned; next: make deploy HOST=$ADMIN@$(hostname)"
   [ "$REBOOT" = 0 ] || say "reboot the box once for the serial settings to take effect"

@@ -456,6 +456,20 @@ def test_provisioned_polkit_rule_lets_only_the_service_user_power_off(tmp_path):
         assert polkit_decides(rule, action, "impsbox") is None, action
 
 
+def test_provisioned_socket_buffer_cap_fits_the_box_config(tmp_path):
+    """The joint: the kernel cap provisioning sets is at least what the shipped box.toml asks
+    for per OSC listener, or the box silently gets a smaller buffer than configured."""
+    root = tmp_path / "box"
+    r = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True,
+                          env=provision_env(root, IMPS_USER="impsbox")))
+    conf = dry_run_file(r.stdout, root / "etc" / "sysctl.d" / "60-imps.conf")
+    cap = int(re.search(r"^net\.core\.rmem_max = (\d+)$", conf, re.M).group(1))
+    example = (REPO / "device" / "imps" / "box.example.toml").read_text()
+    asked = int(re.search(r"^receive_buffer = (\d+)", example, re.M).group(1))
+    assert cap >= asked
+    assert f"buffers: net.core.rmem_max = {cap}" in r.stdout
+
+
 def test_provision_without_host_is_rejected():
     r = subprocess.run(["make", "-s", "-C", str(REPO), "provision"], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "no HOST given: make provision HOST=user@host" in r.stderr
