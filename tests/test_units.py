@@ -92,6 +92,10 @@ def test_box_service_contract(rendered):
                     "SystemCallFilter=@system-service",
                     "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"):
         assert f"\n{setting}\n" in text, f"imps.service lost {setting}"
+    # Real time below the kernel's IRQ threads (50), and not passed on to what the box runs.
+    assert service["CPUSchedulingPolicy"] == "fifo" and 1 <= int(service["CPUSchedulingPriority"]) < 50
+    assert service["CPUSchedulingResetOnFork"] == "yes"
+    assert service["RestrictRealtime"] == "no"      # yes would stop systemd applying the policy
 
 
 def test_sound_service_contract(rendered):

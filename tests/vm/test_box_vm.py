@@ -62,6 +62,10 @@ def test_ready_under_real_systemd_with_its_hardening(vm, box):
     # Hardening really holds: the service cannot write outside its state.
     r = vm.ssh(f"sudo nsenter -t {pid} -m sh -c 'touch /opt/imps/x' 2>&1", check=False)
     assert r.returncode != 0
+    # Real-time scheduling from the unit: every thread of the box (engine, scheduler, readers)
+    # on SCHED_FIFO 10, applied by systemd despite the rest of the hardening.
+    classes = vm.out(f"ps -L -o cls=,rtprio=,comm= -p {pid}").splitlines()
+    assert classes and all(line.split()[:2] == ["FF", "10"] for line in classes), classes
 
 
 def test_plays_from_the_usb_serial_board(vm, box, board):
