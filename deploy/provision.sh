@@ -199,7 +199,7 @@ layout() {
     say "config: $ETC/imps/box.toml exists, kept"
   else
     write_file "$ETC/imps/box.toml" 0644 <<EOF
-# IMPS box configuration; every key and its default: device/imps/config.py in the release.
+# IMPS box configuration; every key and its default: device/imps/box/config.py in the release.
 # Reload after editing: sudo systemctl reload imps
 [model]
 path = "$STATE/models/current.tflite"

@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from imps.osc_io import decode
+from imps.io.osc import decode
 
 
 class SoundListener:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from imps import bench
-from imps.model_file import read_sidecar
+from imps.bench import bench
+from imps.model.model_file import read_sidecar
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "device" / "imps" / "models" / "bench"

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imps.app import NO_BOARD_GRACE, Box
-from imps.buttons import NO_MODEL, NO_SENSOR_BOARD
-from imps.config import PACKAGE_DIR, Config, SECTIONS, _section_types, load_config
+from imps.box.app import NO_BOARD_GRACE, Box
+from imps.panel.buttons import NO_MODEL, NO_SENSOR_BOARD
+from imps.box.config import PACKAGE_DIR, Config, SECTIONS, _section_types, load_config
 from imps.errors import ConfigError
-from imps.gpio.fake import FakeBackend
-from imps.interaction_log import read_log
+from imps.panel.gpio.fake import FakeBackend
+from imps.io.log import read_log
 from imps.modes import Mode
-from imps.serial_frames import sensor_frame
-from imps.simulated_board import SimulatedBoard
+from imps.io.serial_frames import sensor_frame
+from imps.sim.board import SimulatedBoard
 from support import wait_for
 
 EXAMPLE = PACKAGE_DIR / "box.example.toml"

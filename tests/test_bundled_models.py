@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imps.model_file import model_sha256
+from imps.model.model_file import model_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "device" / "imps" / "models"
@@ -51,7 +51,7 @@ def test_sidecar_temperatures_are_the_grids_choice_on_this_model(bundled):
 
 def test_both_device_runtimes_agree_on_real_playing(bundled, device_python):
     """ai-edge-litert here, tflite-runtime in the device environment, 100 steps of carried state."""
-    from imps.runtime import MDRNN
+    from imps.model.runtime import MDRNN
     from imps_train.collate import from_published_npz
     from imps_train.export import verify
     name, path, _ = bundled

@@ -1,6 +1,6 @@
 import pytest
 
-from imps.config import load_config
+from imps.box.config import load_config
 from imps.errors import ConfigError
 
 

@@ -17,14 +17,14 @@ import time
 import numpy as np
 import pytest
 
-from imps.app import Box
-from imps.config import load_config
+from imps.box.app import Box
+from imps.box.config import load_config
 from imps.errors import ConfigError
 from imps.modes import Mode
-from imps.osc_io import decode, encode_floats
-from imps.rows import MAX_DT, MIN_DT
-from imps.sampling import Sampler
-from imps.scheduler import Scheduler
+from imps.io.osc import decode, encode_floats
+from imps.model.rows import MAX_DT, MIN_DT
+from imps.model.sampling import Sampler
+from imps.box.scheduler import Scheduler
 from osc_listener import send
 from support import wait_until
 
@@ -164,7 +164,7 @@ def test_every_number_in_the_config_has_a_finite_range():
     """A new numeric key (a new section too) must add its range to ranges.RANGES."""
     import typing
 
-    from imps.config import SECTIONS, Config, _section_types
+    from imps.box.config import SECTIONS, Config, _section_types
     from imps.ranges import RANGES
 
     def numeric(t):
@@ -181,7 +181,7 @@ def test_every_number_in_the_config_has_a_finite_range():
 def test_the_example_config_documents_every_range():
     import re
 
-    from imps.config import PACKAGE_DIR
+    from imps.box.config import PACKAGE_DIR
     from imps.ranges import RANGES
     lines, section = {}, None
     for line in (PACKAGE_DIR / "box.example.toml").read_text().splitlines():
@@ -206,8 +206,8 @@ def test_a_model_sidecar_recommending_an_absurd_temperature_is_refused(tmp_path)
     import json
     import shutil
 
-    from imps.app import load_model
-    from imps.config import DEFAULT_MODEL
+    from imps.box.app import load_model
+    from imps.box.config import DEFAULT_MODEL
     from imps.errors import ModelError
     model = tmp_path / "m.tflite"
     shutil.copy(DEFAULT_MODEL, model)
@@ -394,7 +394,7 @@ def test_discarded_model_notes_are_not_counted_as_lost_input(box):
 
 # ---------------------------------------------------------------- item 11: the kernel's drops, a deliberate buffer
 def test_what_the_kernel_drops_is_counted_and_the_buffer_is_sized():
-    from imps.osc_io import OscReceiver
+    from imps.io.osc import OscReceiver
     release, calls = threading.Event(), []
 
     def slow(args):
@@ -423,7 +423,7 @@ def test_what_the_kernel_drops_is_counted_and_the_buffer_is_sized():
 
 # ---------------------------------------------------------------- item 13 (part): the sound socket listens nowhere
 def test_the_sound_socket_is_not_bound_to_every_interface(sound):
-    from imps.osc_io import SoundOut
+    from imps.io.osc import SoundOut
     out = SoundOut("127.0.0.1", sound.port)
     try:
         out.send("/model", [0.5])

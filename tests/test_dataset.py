@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from support import DATASETS, published
-from imps.dataset import Dataset, load_dataset
+from imps.model.dataset import Dataset, load_dataset
 from imps.errors import DatasetError
-from imps.interaction_log import log_filename
+from imps.io.log import log_filename
 from imps_train import collate
 
 

@@ -532,7 +532,7 @@ def test_provision_for_real_is_idempotent(tmp_path, provision_stubs):
             f"{root}/opt-imps/current/device/imps/models/default.tflite"
         assert (root / "opt-imps" / "releases").is_dir() and (root / "opt-imps" / "envs").is_dir()
         assert f'path = "{state}/models/current.tflite"' in (root / "etc" / "imps" / "box.toml").read_text()
-        from imps.config import load_config  # the written config is valid for this release's box
+        from imps.box.config import load_config  # the written config is valid for this release's box
         config = load_config(root / "etc" / "imps" / "box.toml")
         assert config.serial.enabled and config.gpio.backend == "rpigpio" and config.actuators.enabled
         assert (stub_state / "serial").read_text().strip() == "cons=1 hw=0"

@@ -4,12 +4,12 @@ import time
 import numpy as np
 import pytest
 
-from imps.app import Box
-from imps.config import load_config
-from imps.engine import Engine
-from imps.interaction_log import read_log
+from imps.box.app import Box
+from imps.box.config import load_config
+from imps.box.engine import Engine
+from imps.io.log import read_log
 from imps.modes import Mode
-from imps.runtime import MDRNN
+from imps.model.runtime import MDRNN
 from support import wait_for
 from osc_listener import send
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from imps.dataset import Dataset
+from imps.model.dataset import Dataset
 
 
 @pytest.fixture(scope="module")

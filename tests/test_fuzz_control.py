@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imps.config import SECTIONS as CONFIG_SECTIONS
-from imps.config import load_config, settings_of
+from imps.box.config import SECTIONS as CONFIG_SECTIONS
+from imps.box.config import load_config, settings_of
 from imps.errors import ConfigError
 from imps.ranges import RANGES
 from notify_socket import NotifySocket

@@ -6,13 +6,13 @@ import types
 
 import pytest
 
-from imps.buttons import (
+from imps.panel.buttons import (
     ERROR_PATTERNS, NO_MODEL, NO_SENSOR_BOARD, SHUTDOWN_FAILED, Debouncer, DigitalInputs, Panel, PanelConfig, led_levels,
 )
 from imps.errors import ConfigError, DeviceError
-from imps.gpio import get_backend
-from imps.gpio.fake import FakeBackend
-from imps.gpio.keyboard import KeyboardPanel, render_leds
+from imps.panel.gpio import get_backend
+from imps.panel.gpio.fake import FakeBackend
+from imps.sim.keys import KeyboardPanel, render_leds
 from imps.modes import Mode
 
 

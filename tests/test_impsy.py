@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from imps.model_file import NO_SIDECAR
+from imps.model.model_file import NO_SIDECAR
 from notify_socket import NotifySocket
 
 RUNTIMES = ["tflite-runtime", "ai-edge-litert"]
@@ -83,7 +83,7 @@ def test_the_reference_check_has_teeth(impsy_models, impsy_traces, device_python
     """Pairing IMPSY's states by sorted names (the old fallback) drifts far from IMPSY at once."""
     code = """
 import dataclasses, json, sys, numpy as np
-from imps.runtime import MDRNN
+from imps.model.runtime import MDRNN
 m = MDRNN(sys.argv[1], runtime="ai-edge-litert")
 names = {d["index"]: d["name"] for d in m.interpreter.get_input_details() + m.interpreter.get_output_details()}
 m._map = dataclasses.replace(m._map, states_in=sorted(m._map.states_in, key=names.get),
@@ -194,7 +194,7 @@ def test_sighup_to_an_unloadable_model_of_any_kind_is_refused(tmp_path, impsy_mo
 
 def box_dataset_rows(log_dir, out):
     """`imps-train dataset LOG_DIR -o OUT` (pauses up to an hour kept, so nothing is capped)."""
-    from imps.dataset import load_dataset
+    from imps.model.dataset import load_dataset
     from imps_train.cli import main
     assert main(["dataset", str(log_dir), "-o", str(out), "--max-dt", "3600"]) == 0
     return load_dataset(out).performances()
@@ -212,7 +212,7 @@ def impsy_dataset_rows(impsy, log_dir, dimension, out):
 def test_impsys_dataset_reads_a_log_the_box_wrote(tmp_path, impsy, dimension):
     import datetime as dt
     import numpy as np
-    from imps.interaction_log import LogWriter
+    from imps.io.log import LogWriter
     rng = np.random.default_rng(dimension)
     logs = tmp_path / "logs"
     when = dt.datetime(2026, 11, 29, 21, 0, 0, 123456)
@@ -230,7 +230,7 @@ def test_impsys_dataset_reads_a_log_the_box_wrote(tmp_path, impsy, dimension):
 @pytest.mark.parametrize("dimension", [4, 9])
 def test_imps_train_dataset_reads_a_log_impsy_wrote(tmp_path, impsy, dimension):
     import numpy as np
-    from imps.interaction_log import read_log
+    from imps.io.log import read_log
     logs = tmp_path / "logs"
     made = impsy("log", logs, dimension, "--events", 150, "--seed", dimension)   # IMPSY's own logging code
     records = read_log(made["log"])

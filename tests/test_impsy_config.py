@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from imps.cli import main
-from imps.config import load_config
+from imps.box.config import load_config
 from imps.errors import ConfigError
-from imps.impsy_config import MODES, read
+from imps.box.impsy_config import MODES, read
 
 CONFIGS = Path(__file__).parent / "fixtures" / "impsy"
 
@@ -93,7 +93,7 @@ def test_bad_values_are_clear_errors(data, fragment):
 def test_imps_run_reads_an_impsy_config_directly(tmp_path, caplog):
     """load_config recognises IMPSY's file and logs every key it cannot honour."""
     source = CONFIGS / "serial-example.toml"
-    with caplog.at_level("WARNING", logger="imps.impsy_config"):
+    with caplog.at_level("WARNING", logger="imps.box.impsy_config"):
         config = load_config(source)
     assert config.engine.mode == "call_response" and config.serial.settings.format == "text"
     warned = caplog.text

@@ -1,7 +1,7 @@
 """MIDI above the port: settings, mapping, hot-plug, the note-off policy.
 
 /dev/snd is absent here, so these run through mido's port interface on the
-virtual transport (imps.midi.virtual, part of the product: the simulation
+virtual transport (imps.io.midi.virtual, part of the product: the simulation
 uses it), whose ports behave as python-rtmidi's ALSA ports do: opening a
 missing name fails, an unplugged device's name leaves the list while its
 open ports go quiet. The ALSA transport itself is checked as far as this
@@ -15,12 +15,12 @@ import mido
 import pytest
 
 from imps.errors import ConfigError
-from imps.midi import virtual
-from imps.midi.mapping import InputMap, OutputMap, to_midi, to_unit, unit_to_pitch, pitch_to_unit
-from imps.midi.settings import MidiSettings, Rule, check_controls
-from imps.midi.source import MidiInput
-from imps.midi.transports import AlsaTransport, matches
-from imps.midi.voice import MidiOutput
+from imps.io.midi import virtual
+from imps.io.midi.mapping import InputMap, OutputMap, to_midi, to_unit, unit_to_pitch, pitch_to_unit
+from imps.io.midi.settings import MidiSettings, Rule, check_controls
+from imps.io.midi.source import MidiInput
+from imps.io.midi.transports import AlsaTransport, matches
+from imps.io.midi.voice import MidiOutput
 from support import stuck_notes, wait_for
 
 
@@ -301,8 +301,8 @@ def test_voice_plays_model_and_thru_and_silences_every_device():
 ])
 def test_the_example_setups_fit_the_bundled_models(name, model, inputs, outputs):
     """Each MIDI example drives every control of the bundled model it is for, no more."""
-    from imps.config import PACKAGE_DIR, load_config
-    from imps.model_file import read_sidecar
+    from imps.box.config import PACKAGE_DIR, load_config
+    from imps.model.model_file import read_sidecar
     config = load_config(PACKAGE_DIR / name)
     m = config.midi.settings
     dimension = read_sidecar(PACKAGE_DIR / "models" / f"{model}.tflite").dimension

@@ -1,6 +1,6 @@
 """End to end: MIDI in -> engine -> MIDI out, in every mode, with no stuck notes.
 
-The box (imps.app.Box) runs the bundled model with a MIDI keyboard in and a
+The box (imps.box.app.Box) runs the bundled model with a MIDI keyboard in and a
 synth out (virtual devices; the transport the simulation uses). After every
 mode switch, reset, pause and stop, every note the synth was sent must have
 had its note-off by the time the engine's silence ("all notes off", CC 123)
@@ -19,10 +19,10 @@ import mido
 import pytest
 import serial
 
-from imps.app import Box
-from imps.config import load_config
-from imps.midi import virtual
-from imps.midi.din import DinParser
+from imps.box.app import Box
+from imps.box.config import load_config
+from imps.io.midi import virtual
+from imps.io.midi.din import DinParser
 from imps.modes import Mode
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -119,7 +119,7 @@ def test_midi_in_engine_midi_out_without_stuck_notes(rig, mode):
 
 
 def test_midi_input_is_logged_like_any_performer_event(rig, tmp_path):
-    from imps.interaction_log import read_log
+    from imps.io.log import read_log
     box, kdev, sdev = rig("user")
     kdev.send(mido.Message("control_change", control=74, value=127))
     kdev.send(mido.Message("note_on", note=127, velocity=127))
@@ -195,7 +195,7 @@ def test_a_clear_waits_for_the_note_being_played():
     """The engine clears the schedule, then sends silence: a model note already leaving must not
     land after that silence (it would sound forever). clear() waits for a play in flight."""
     import threading
-    from imps.scheduler import Scheduler
+    from imps.box.scheduler import Scheduler
     entered, release = threading.Event(), threading.Event()
 
     def play(event):

@@ -15,10 +15,10 @@ import mido
 import pytest
 import serial
 
-from imps.midi.din import DinInput, DinOutput, DinParser
-from imps.midi.settings import MidiSettings
-from imps.midi.source import MidiInput
-from imps.midi.voice import MidiOutput
+from imps.io.midi.din import DinInput, DinOutput, DinParser
+from imps.io.midi.settings import MidiSettings
+from imps.io.midi.source import MidiInput
+from imps.io.midi.voice import MidiOutput
 from support import wait_for
 
 

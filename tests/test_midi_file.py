@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from imps.errors import DatasetError
-from imps.midi import virtual
-from imps.midi.midifile import MidiFilePlayer, performance_rows, suggest_rules
-from imps.midi.settings import Rule
+from imps.io.midi import virtual
+from imps.io.midi.midifile import MidiFilePlayer, performance_rows, suggest_rules
+from imps.io.midi.settings import Rule
 
 
 def write_song(path, tempo=500000):
@@ -89,8 +89,8 @@ def long_song(path, notes=150):
 
 
 def test_training_imports_midi_files_as_a_dataset(tmp_path, capsys):
-    from imps.config import PACKAGE_DIR
-    from imps.dataset import load_dataset
+    from imps.box.config import PACKAGE_DIR
+    from imps.model.dataset import load_dataset
     from imps_train.cli import main
     a, b = long_song(tmp_path / "a.mid"), long_song(tmp_path / "b.mid", 60)
     assert main(["dataset", str(a), str(b), "-o", str(tmp_path / "suggested.npz"), "--dimension", "4"]) == 0

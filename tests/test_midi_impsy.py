@@ -18,9 +18,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from imps.errors import ConfigError
-from imps.midi.impsy import midi_section, rule_from_impsy, serialmidi_section
-from imps.midi.mapping import InputMap, OutputMap
-from imps.midi.settings import MidiSettings
+from imps.io.midi.impsy import midi_section, rule_from_impsy, serialmidi_section
+from imps.io.midi.mapping import InputMap, OutputMap
+from imps.io.midi.settings import MidiSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "impsy"
 
@@ -98,9 +98,9 @@ def test_an_imported_impsy_config_runs_in_the_box(tmp_path):
     import time
     import uuid
 
-    from imps.app import Box
-    from imps.config import PACKAGE_DIR, load_config
-    from imps.midi import virtual
+    from imps.box.app import Box
+    from imps.box.config import PACKAGE_DIR, load_config
+    from imps.io.midi import virtual
 
     impsy = load("default-1.2.1.toml")
     section, _ = midi_section(impsy["midi"], impsy["interaction"]["input_thru"])
@@ -137,9 +137,9 @@ def test_an_imported_impsy_config_runs_in_the_box(tmp_path):
 
 
 def test_imps_config_import_writes_midi_tables_that_load(tmp_path, capsys):
-    """`imps config import` (imps.impsy_config) carries [midi] over as [[midi.input]]/[[midi.output]] tables."""
+    """`imps config import` (imps.box.impsy_config) carries [midi] over as [[midi.input]]/[[midi.output]] tables."""
     from imps.cli import main
-    from imps.config import load_config
+    from imps.box.config import load_config
     assert main(["config", "import", str(FIXTURES / "roland-s-1-xtouch.toml")]) == 0
     out, err = capsys.readouterr()
     assert "[[midi.input]]" in out and "[[midi.output]]" in out

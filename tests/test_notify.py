@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from imps import notify
-from imps.notify import Notifier, monotonic_usec
+from imps.io import notify
+from imps.io.notify import Notifier, monotonic_usec
 from notify_socket import NotifySocket
 
 BACKENDS = ["socket", "systemd"]   # systemd-python is in requirements/work.txt

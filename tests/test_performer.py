@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from imps.config import DEFAULT_PERFORMANCE
+from imps.box.config import DEFAULT_PERFORMANCE
 from imps.errors import DatasetError
-from imps.performer import ReplayPerformer, load_performance
+from imps.sim.performer import ReplayPerformer, load_performance
 from support import wait_for
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from imps.rows import MIN_DT, clip_row, make_row, valid_rows
+from imps.model.rows import MIN_DT, clip_row, make_row, valid_rows
 
 
 def test_valid_rows_rejects_nan_negative_dt_and_out_of_range():

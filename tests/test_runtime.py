@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from imps.errors import ModelError
-from imps.runtime import MDRNN, available_runtimes
+from imps.model.runtime import MDRNN, available_runtimes
 
 
 def test_both_runtimes_are_installed_here():
@@ -40,7 +40,7 @@ def test_another_tools_model_without_sidecar_loads_and_plays(other_tool_model, t
     import subprocess
     code = f"""
 import json, numpy as np
-from imps.runtime import MDRNN
+from imps.model.runtime import MDRNN
 theirs = MDRNN({str(other_tool_model)!r}, dimension=4, runtime={runtime!r}, seed=3)
 ours = MDRNN({str(tiny_model)!r}, dimension=4, runtime={runtime!r}, seed=3)
 worst = 0.0
@@ -65,7 +65,7 @@ print(json.dumps(dict(worst=worst, sizes=[s.units, s.layers, s.mixtures, s.input
 @pytest.mark.parametrize("runtime", ["tflite-runtime", "ai-edge-litert"])
 def test_a_model_whose_state_cannot_be_paired_is_refused(unpairable_model, runtime, device_python):
     import subprocess
-    code = f"from imps.runtime import MDRNN\nMDRNN({str(unpairable_model)!r}, runtime={runtime!r})"
+    code = f"from imps.model.runtime import MDRNN\nMDRNN({str(unpairable_model)!r}, runtime={runtime!r})"
     done = subprocess.run([device_python, "-c", code], capture_output=True, text=True)
     assert done.returncode == 1 and "ModelError" in done.stderr, done.stderr
     assert "unpairable.tflite" in done.stderr and "cannot tell which state output carries" in done.stderr
@@ -107,7 +107,7 @@ def test_truncated_model_is_an_error_not_a_crash(tmp_path, tiny_model, device_py
     bad = tmp_path / "truncated.tflite"
     data = tiny_model.read_bytes()
     bad.write_bytes(data[:int(len(data) * keep)])
-    code = f"from imps.runtime import MDRNN\nMDRNN({str(bad)!r}, runtime={runtime!r})"
+    code = f"from imps.model.runtime import MDRNN\nMDRNN({str(bad)!r}, runtime={runtime!r})"
     done = subprocess.run([device_python, "-c", code], capture_output=True, text=True)
     assert done.returncode == 1, done.stderr  # an exception, not a signal
     assert "ModelError" in done.stderr and "truncated.tflite" in done.stderr
@@ -133,7 +133,7 @@ def test_corrupt_and_missing_files_are_clear_errors(tmp_path, tiny_model):
 @pytest.mark.parametrize("runtime", ["tflite-runtime", "ai-edge-litert"])
 def test_flex_model_is_refused_with_a_clear_error(flex_model, runtime, device_python):
     import subprocess
-    code = (f"from imps.runtime import MDRNN\nMDRNN({str(flex_model)!r}, runtime={runtime!r})")
+    code = (f"from imps.model.runtime import MDRNN\nMDRNN({str(flex_model)!r}, runtime={runtime!r})")
     done = subprocess.run([device_python, "-c", code], capture_output=True, text=True)
     assert done.returncode != 0
     assert "needs TensorFlow Flex" in done.stderr and "flex.tflite" in done.stderr

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from imps.model_file import split_params
-from imps.rows import MIN_DT
-from imps.sampling import Sampler
+from imps.model.model_file import split_params
+from imps.model.rows import MIN_DT
+from imps.model.sampling import Sampler
 
 
 def params_for(mus, sigmas, logits):

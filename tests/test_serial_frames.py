@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from imps.errors import SerialFrameError
-from imps.serial_frames import (
+from imps.io.serial_frames import (
     MAX_CHANNELS, MAX_ENCODED, PROTOCOL_VERSION, BoardInfo, Decoder, Frame, FrameType, LineDecoder,
     cobs_decode, cobs_encode, crc16, decode_frame, encode_frame, from_fixed, parse_text_line, sensor_frame,
     to_fixed,

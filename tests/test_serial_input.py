@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from imps.errors import ConfigError
-from imps.serial_frames import Decoder, FrameType, BoardInfo, hello_reply_frame, sensor_frame
-from imps.serial_input import ActuatorOutput, SerialInput, SerialSettings, calibrate, resolve_port
-from imps.simulated_board import SimulatedBoard
+from imps.io.serial_frames import Decoder, FrameType, BoardInfo, hello_reply_frame, sensor_frame
+from imps.io.serial_input import ActuatorOutput, SerialInput, SerialSettings, calibrate, resolve_port
+from imps.sim.board import SimulatedBoard
 from support import wait_for
 
 

@@ -6,9 +6,9 @@ import threading
 import time
 
 
-from imps.app import Box
-from imps.config import load_config
-from imps.notify import Notifier
+from imps.box.app import Box
+from imps.box.config import load_config
+from imps.io.notify import Notifier
 from notify_socket import NotifySocket
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import serial
 
-from imps.dataset import Dataset
+from imps.model.dataset import Dataset
 from imps.errors import DatasetError
-from imps.serial_frames import (
+from imps.io.serial_frames import (
     BoardInfo, Decoder, FrameType, LineDecoder, actuator_frame, hello_frame,
 )
-from imps.simulated_board import SimulatedBoard, load_performance
+from imps.sim.board import SimulatedBoard, load_performance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

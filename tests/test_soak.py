@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from imps.soak import FAULTS, SERIAL_BASE, decode_number, encode_number, format_report, passed
+from imps.bench.soak import FAULTS, SERIAL_BASE, decode_number, encode_number, format_report, passed
 
 
 @pytest.mark.parametrize("n", [0, 1, 65535, 65536, 123456789, SERIAL_BASE + 77, 2**32 - 1])

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from imps.app import Box, _status_loop
-from imps.config import load_config
-from imps.notify import Notifier
+from imps.box.app import Box, _status_loop
+from imps.box.config import load_config
+from imps.io.notify import Notifier
 from notify_socket import NotifySocket
 from osc_listener import send
 from support import wait_until
@@ -196,7 +196,7 @@ def test_sighup_refuses_bad_configs_and_applies_only_what_it_can(tmp_path, devic
 
 
 def test_a_reload_that_brings_a_good_model_brings_the_configured_mode_back(tmp_path, sound):
-    from imps.config import DEFAULT_MODEL
+    from imps.box.config import DEFAULT_MODEL
     from imps.modes import Mode
     path = tmp_path / "box.toml"
     text = (f'[model]\npath = "{tmp_path / "not-yet.tflite"}"\n[engine]\nmode = "duet"\n'

@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from imps.dataset import Dataset
+from imps.model.dataset import Dataset
 from imps.errors import DatasetError, ModelError
 from imps_train import windows
 from imps_train.export import keras_trace, verify
@@ -73,7 +73,7 @@ def test_export_matches_keras_in_both_device_runtimes(tiny_model, device_python,
 
 def test_device_environment_cannot_import_tensorflow(device_python):
     probe = ("import importlib.util, sys\n"
-             "import imps.runtime, imps.interaction_log, imps.dataset\n"
+             "import imps.model.runtime, imps.io.log, imps.model.dataset\n"
              "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
              "import tensorflow\n")
     done = subprocess.run([device_python, "-c", probe], capture_output=True, text=True)

@@ -8,7 +8,7 @@ overlay of the cached image (vm/image.sh), with:
   guest reaches nothing but this forwarded port);
 - the QEMU monitor on a unix socket (``monitor("device_del board0")``);
 - optionally a USB serial adapter (``qemu-xhci`` + ``usb-serial``) whose host
-  side is a tty path, e.g. the pty of :class:`imps.simulated_board.SimulatedBoard`;
+  side is a tty path, e.g. the pty of :class:`imps.sim.board.SimulatedBoard`;
 - the serial console in ``console.log`` beside the overlay.
 
     python3 vm/bed.py up [--suite trixie] [--board PTY]   boot, leave running, print the ssh line

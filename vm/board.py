@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imps.simulated_board import SimulatedBoard, load_performance
+from imps.sim.board import SimulatedBoard, load_performance
 
 ROOT = Path(__file__).resolve().parent.parent
 

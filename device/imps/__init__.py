@@ -1,12 +1,21 @@
 """IMPS box: the Pi side of an Interactive Musical Prediction System.
 
-This package runs on the device and never imports TensorFlow or Keras.
-Each shared contract lives in exactly one module:
+This package runs on the device and never imports TensorFlow or Keras. Its
+subpackages are the architecture, each importing only from the ones above it
+in this list (docs/architecture.md; tests/test_layout.py enforces it):
 
-- rows:            the gesture row convention (dt first, controls in [0, 1])
-- interaction_log: the per-run CSV interaction log (writer, tolerant reader)
-- dataset:         the project's own pickle-free dataset format
-- model_file:      the .tflite single-step model contract and its JSON sidecar
+- imps (this level): errors, ranges, modes, threads, journal: the foundations
+- imps.model:  the .tflite model file and sidecar, the runtime, sampling, rows, datasets
+- imps.io:     OSC, serial frames and the sensor board, MIDI, notify, the interaction log
+- imps.panel:  buttons, LEDs and GPIO
+- imps.box:    engine, scheduler, config, control routes, the Box's wiring
+- imps.sim:    the simulated performer, sensor board, keys and MIDI
+- imps.bench:  benchmarks and the soak
+- imps.cli:    the ``imps`` command
+
+Each shared contract lives in exactly one module: the gesture row convention in
+imps.model.rows, the interaction log in imps.io.log, the dataset format in
+imps.model.dataset, the single-step model contract in imps.model.model_file.
 """
 
 __version__ = "0.1.0"

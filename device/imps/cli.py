@@ -9,14 +9,14 @@ from .errors import ImpsError
 
 
 def _check_model(args) -> int:
-    from .check_model import check_model
+    from .model.check import check_model
     print(check_model(args.model, args.reference, args.tolerance, args.runtime, args.dimension))
     return 0
 
 
 def _config_import(args) -> int:
-    from .config import build_config
-    from .impsy_config import box_toml, read
+    from .box.config import build_config
+    from .box.impsy_config import box_toml, read
     box, notes = read(args.file)
     build_config({k: v for k, v in box.items() if not k.startswith("_")}, args.file)  # it must load as it is
     text = box_toml(box, notes, args.file)
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imps {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from .app import add_run_arguments, run_command
+    from .box.app import add_run_arguments, run_command
     run = sub.add_parser("run", help="run the box (default: bundled model, simulated performer)",
                          description="Run the box: inputs -> model -> scheduled playback -> sound engine and log.")
     add_run_arguments(run)
@@ -65,14 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--output", help="write the box config here instead of stdout")
     imp.set_defaults(func=_config_import)
 
-    from .bench import add_bench_arguments, bench_command
+    from .bench.bench import add_bench_arguments, bench_command
     bench = sub.add_parser("bench", help="time predictions, start-up, memory and latency on this machine",
                            description="Benchmark the model runtime (the IMPS paper's sweeps), cold start, "
                                        "peak memory and the engine's timing; writes bench.csv and bench.json.")
     add_bench_arguments(bench)
     bench.set_defaults(func=bench_command)
 
-    from .soak import add_soak_arguments, soak_command
+    from .bench.soak import add_soak_arguments, soak_command
     soak = sub.add_parser("soak", help="run the real box for minutes, inject faults at random, check it recovers",
                           description="A soak test: `imps run` with a simulated board on a pty and a performer on "
                                       "UDP, with random faults (kill -9, unplug, garbage, floods, bad models and "

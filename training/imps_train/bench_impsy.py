@@ -55,7 +55,7 @@ def impsy_side(*args, timeout: float = 900) -> dict:
 _BOX = """\
 import json, sys, time
 START = time.monotonic()
-from imps.runtime import MDRNN
+from imps.model.runtime import MDRNN
 def peak_rss_mb():  # VmHWM: ru_maxrss would count the parent this was spawned from
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
@@ -106,7 +106,7 @@ class Worker:
 
 
 def _box_runtimes() -> list[str]:
-    code = "from imps.runtime import available_runtimes; print(','.join(available_runtimes()))"
+    code = "from imps.model.runtime import available_runtimes; print(','.join(available_runtimes()))"
     done = subprocess.run([device_python(), "-c", code], capture_output=True, text=True, timeout=120)
     return [r for r in done.stdout.strip().split(",") if r]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imps.bench import COLUMNS, row, summary, write_results
-from imps.model_file import state_names
+from imps.bench.bench import COLUMNS, row, summary, write_results
+from imps.model.model_file import state_names
 
 from . import mdrnn
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imps.model_file import Sidecar, model_sha256, sidecar_path
+from imps.model.model_file import Sidecar, model_sha256, sidecar_path
 
 from . import mdrnn
 from .export import convert, keras_trace, random_rows, write_verified
 
-#: The sweeps of the paper's two figures (imps.bench reads the same names).
+#: The sweeps of the paper's two figures (imps.bench.bench reads the same names).
 UNITS_SWEEP = (16, 32, 64, 128, 256, 512)
 UNITS_SWEEP_DIMENSION = 9
 DIMENSION_SWEEP = (2, 3, 4, 6, 9, 12, 16)

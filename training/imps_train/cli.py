@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from imps.cli import dispatch
-from imps.rows import DEFAULT_MAX_DT
+from imps.model.rows import DEFAULT_MAX_DT
 
 
 def _dataset(args) -> int:
@@ -28,7 +28,7 @@ def _dataset(args) -> int:
 
 
 def _train(args) -> int:
-    from imps.dataset import load_dataset
+    from imps.model.dataset import load_dataset
     from .train import TrainConfig, train
     config = TrainConfig(size=args.size, seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs,
                          patience=args.patience, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
@@ -76,7 +76,7 @@ def _bench_impsy(args) -> int:
 
 
 def _experiment(args) -> int:
-    from imps.dataset import load_dataset
+    from imps.model.dataset import load_dataset
     from .experiment import run_experiment
     from .train import TrainConfig
     patience = args.epochs if args.patience is None else args.patience
@@ -107,7 +107,7 @@ def _seeds(args) -> int:
 
 
 def _temperatures(args) -> int:
-    from imps.dataset import load_dataset
+    from imps.model.dataset import load_dataset
     from .temperatures import explore, parse_floats, parse_seeds
     summary = explore(args.model, load_dataset(args.dataset), args.out,
                       parse_floats(args.pi, "--pi"), parse_floats(args.sigma, "--sigma"), steps=args.steps,

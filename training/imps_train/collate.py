@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imps.dataset import Dataset
+from imps.model.dataset import Dataset
 from imps.errors import DatasetError
-from imps.interaction_log import PERFORMER, dimension_from_filename, read_log
-from imps.rows import DEFAULT_MAX_DT, valid_rows
+from imps.io.log import PERFORMER, dimension_from_filename, read_log
+from imps.model.rows import DEFAULT_MAX_DT, valid_rows
 
 #: Fewer rows than this cannot fill a training and a validation window.
 MIN_ROWS = 2 * 51

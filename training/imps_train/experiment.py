@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from imps.dataset import Dataset
+from imps.model.dataset import Dataset
 from imps.errors import ImpsError
 
 from . import mdrnn

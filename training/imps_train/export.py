@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from imps.errors import ModelError
-from imps.model_file import PARAMS_NAME, Sidecar, model_sha256, sidecar_path, state_names, write_sidecar
+from imps.model.model_file import PARAMS_NAME, Sidecar, model_sha256, sidecar_path, state_names, write_sidecar
 
 from . import mdrnn
 from .train import load_run

@@ -3,7 +3,7 @@
 Training model: (batch, seq, D) -> LSTM x layers -> MDN, trained with the
 mixture negative log-likelihood. Inference model: one step, batch 1, with the
 LSTM state as explicit inputs and outputs, so the device can carry state
-between steps (the model file contract in device/imps/model_file.py).
+between steps (the model file contract in device/imps/model/model_file.py).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import keras_mdn_layer as mdn  # noqa: E402
 
-from imps.model_file import PARAMS_NAME, X_NAME, state_names  # noqa: E402
+from imps.model.model_file import PARAMS_NAME, X_NAME, state_names  # noqa: E402
 
 #: Size presets: name -> LSTM units per layer.
 SIZES = {"xxs": 16, "xs": 32, "s": 64, "m": 128, "l": 256, "xl": 512}

@@ -2,7 +2,7 @@
 
 Each file is one performance. A file becomes rows exactly as the box would
 have logged the same playing through a live MIDI device
-(``imps.midi.midifile.performance_rows``), with the same input rules: those
+(``imps.io.midi.midifile.performance_rows``), with the same input rules: those
 of a box config's first ``[[midi.input]]`` device when one is given, so the
 model learns the controls the box will feed it; otherwise rules suggested
 from the first file (notes first, then the busiest controllers), used for
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from imps.errors import DatasetError
-from imps.midi.midifile import performance_rows, suggest_rules
-from imps.rows import DEFAULT_MAX_DT
+from imps.io.midi.midifile import performance_rows, suggest_rules
+from imps.model.rows import DEFAULT_MAX_DT
 
 from .collate import Report, _finish, clean
 
@@ -27,7 +27,7 @@ def is_midi(path) -> bool:
 
 def rules_from_config(config_path):
     """The first [[midi.input]] device's rules and the dimension of a box config."""
-    from imps.config import load_config
+    from imps.box.config import load_config
     config = load_config(config_path)
     devices = config.midi.settings.input
     if not devices:

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
-from imps.bench import DIMENSION_SWEEP_UNITS, UNITS_SWEEP_DIMENSION  # noqa: E402
+from imps.bench.bench import DIMENSION_SWEEP_UNITS, UNITS_SWEEP_DIMENSION  # noqa: E402
 
 #: Published time per prediction (ms) in the IMPS paper (Martin & Torresen, NIME 2019),
 #: as quoted in issue #6: only these points; the paper's other series are not copied here.

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imps.dataset import Dataset
+from imps.model.dataset import Dataset
 from imps.errors import ImpsError
-from imps.model_file import model_sha256, split_params
+from imps.model.model_file import model_sha256, split_params
 
 from . import structure
 from .structure import STROKE_GAP
@@ -234,7 +234,7 @@ def explore(model_path, dataset: Dataset, out_dir, pis=DEFAULT_PI, sigmas=DEFAUL
     """
     from tqdm.auto import tqdm
 
-    from imps.runtime import MDRNN
+    from imps.model.runtime import MDRNN
 
     if choose_by not in CHOOSE_BY:
         raise TemperatureError(f"choose by one of {', '.join(CHOOSE_BY)}, not {choose_by!r}")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imps.dataset import Dataset
-from imps.model_file import DEFAULT_INPUT_SCALE
+from imps.model.dataset import Dataset
+from imps.model.model_file import DEFAULT_INPUT_SCALE
 
 from . import mdrnn
 from .windows import Windows, split

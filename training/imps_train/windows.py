@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imps.dataset import Dataset
+from imps.model.dataset import Dataset
 from imps.errors import DatasetError
 
 

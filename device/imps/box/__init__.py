@@ -1,0 +1,1 @@
+"""The box's core: engine, scheduler, modes' policy, config, control routes, and the app's wiring."""

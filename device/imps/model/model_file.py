@@ -1,0 +1,149 @@
+"""The model file contract: one home for it.
+
+A model is a single-step ``.tflite`` with explicit LSTM state:
+
+- inputs:  ``x`` (1, 1, D), then ``h<i>`` and ``c<i>`` (1, units) for each layer i
+- outputs: ``params`` (1, 2*K*D + K) laid out ``[mus (K*D) | sigmas (K*D) | pi logits (K)]``,
+  component-major (mus[k*D:(k+1)*D] is component k), and the new ``h<i>``, ``c<i>``.
+- builtin ops only (no Flex / Select-TF ops).
+- values in and out are scaled: the network sees ``row * input_scale`` and
+  its mus and sigmas are in those scaled units.
+
+A model without a sidecar (as IMPSY and other MDRNN tools publish them) gets
+the source tool's settings, ``NO_SIDECAR``: IMPSY scales by 10 and samples
+with pi temperature 1.5 and sigma temperature 0.01.
+
+Beside ``name.tflite`` sits ``name.json``, the sidecar (see ``Sidecar``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+
+SIDECAR_FORMAT = "imps-model/1"
+#: Scale used by models that come without a sidecar (the published MDRNN convention).
+DEFAULT_INPUT_SCALE = 10.0
+
+
+@dataclass(frozen=True)
+class SourceDefaults:
+    """Settings for a model that has no sidecar: those of the tool that made it."""
+    tool: str
+    input_scale: float
+    pi_temperature: float
+    sigma_temperature: float
+
+    def describe(self) -> str:
+        return (f"{self.tool}'s defaults: input scale {self.input_scale:g}, "
+                f"pi temperature {self.pi_temperature:g}, sigma temperature {self.sigma_temperature:g}")
+
+
+#: IMPSY 1.2 (impsy/mdrnn.py): SCALE_FACTOR = 10 multiplies the input row and divides the
+#: sample; MDRNNInferenceModel sets pi_temp = 1.5 and sigma_temp = 0.01.
+NO_SIDECAR = SourceDefaults("IMPSY", DEFAULT_INPUT_SCALE, 1.5, 0.01)
+X_NAME = "x"
+PARAMS_NAME = "params"
+
+
+def state_names(layers: int) -> list[str]:
+    """Names of the state tensors in order: h0, c0, h1, c1, ..."""
+    return [f"{kind}{i}" for i in range(layers) for kind in ("h", "c")]
+
+
+def params_size(dimension: int, mixtures: int) -> int:
+    return 2 * mixtures * dimension + mixtures
+
+
+def shape_from_params_size(size: int, dimension: int) -> int:
+    """Mixture count K from the output size 2*K*D + K, or a ModelError."""
+    k, rem = divmod(size, 2 * dimension + 1)
+    if rem or k < 1:
+        raise ModelError(f"output size {size} is not 2*K*D + K for D = {dimension}")
+    return k
+
+
+def split_params(params: np.ndarray, dimension: int, mixtures: int):
+    """Views (mus (K, D), sigmas (K, D), pi logits (K,)) into a flat params vector."""
+    kd = mixtures * dimension
+    flat = params.reshape(-1)
+    return (flat[:kd].reshape(mixtures, dimension),
+            flat[kd:2 * kd].reshape(mixtures, dimension),
+            flat[2 * kd:2 * kd + mixtures])
+
+
+@dataclass
+class Sidecar:
+    dimension: int
+    units: int
+    layers: int
+    mixtures: int
+    input_scale: float = DEFAULT_INPUT_SCALE
+    pi_temperature: float = 1.0          # recommended sampling temperatures
+    sigma_temperature: float = 0.01
+    validation_loss: float | None = None
+    training: dict = field(default_factory=dict)   # dataset, rows, epochs, command...
+    sha256: str | None = None            # of the .tflite: a truncated or damaged copy is caught before loading
+    format: str = SIDECAR_FORMAT
+
+    def check(self, source: str = "sidecar") -> "Sidecar":
+        for name in ("dimension", "units", "layers", "mixtures"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ModelError(f"{source}: {name} must be a positive integer, got {value!r}")
+        if self.dimension < 2:
+            raise ModelError(f"{source}: dimension must count dt and at least one control, got {self.dimension}")
+        if not self.input_scale > 0:
+            raise ModelError(f"{source}: input_scale must be > 0, got {self.input_scale!r}")
+        return self
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def write_sidecar(model_path: str | os.PathLike, sidecar: Sidecar) -> Path:
+    path = sidecar_path(model_path)
+    path.write_text(json.dumps(asdict(sidecar.check(str(path))), indent=2) + "\n")
+    return path
+
+
+def read_sidecar(model_path: str | os.PathLike) -> Sidecar | None:
+    """The sidecar beside a model, None when there is none, ModelError when it is broken."""
+    path = sidecar_path(model_path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable model sidecar ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: model sidecar must be a JSON object")
+    known = set(Sidecar.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ModelError(f"{path}: unknown sidecar keys {unknown}")
+    try:
+        return Sidecar(**data).check(str(path))
+    except TypeError as exc:
+        raise ModelError(f"{path}: incomplete model sidecar ({exc})") from exc
+
+
+def model_sha256(data: bytes) -> str:
+    """The checksum a sidecar records for its model's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_flatbuffer_header(path: str | os.PathLike, data: bytes) -> None:
+    """Cheap structural checks before a runtime sees the bytes (tflite-runtime 2.14 crashes on garbage)."""
+    if len(data) < 16 or data[4:8] != b"TFL3":
+        raise ModelError(f"model {path}: not a TFLite model (no TFL3 identifier; {len(data)} bytes)")
+    root = int.from_bytes(data[:4], "little")
+    if not 8 <= root < len(data) - 4:
+        raise ModelError(f"model {path}: corrupt TFLite file (root offset {root} outside {len(data)} bytes)")

@@ -1,0 +1,1 @@
+"""The front panel: buttons, LEDs and GPIO pads."""

@@ -1,0 +1,1 @@
+"""Simulation: a recorded performer, a virtual sensor board, terminal keys, simulated MIDI."""

@@ -1,0 +1,44 @@
+"""A MIDI file as the performer, a virtual synth as the output: `imps run --midi-file song.mid`.
+
+The file plays from a virtual device (midifile.MidiFilePlayer) that the box
+opens like any controller (transport "virtual"), mapped by the rules
+suggested for the file; the model's events go to a virtual synth, and the
+status line shows what it was last sent.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ..io.midi.midifile import PLAYER_DEVICE, suggest_rules
+
+SYNTH = "IMPS virtual synth"
+#: What the virtual synth plays: control 0 the note, 1 its velocity, then a few common CCs.
+SYNTH_CCS = (74, 71, 1, 10, 7, 91, 93, 73, 72)
+
+
+def rule_table(rule) -> dict:
+    """A Rule as the TOML table that makes it."""
+    d = {k: v for k, v in asdict(rule).items() if k not in ("low", "high", "velocity") and v is not None}
+    if (rule.low, rule.high) != (0, 127):
+        d["range"] = [rule.low, rule.high]
+    return d
+
+
+def synth_map(n_controls: int) -> list:
+    out = [{"type": "note", "channel": 1, "control": 0}]
+    if n_controls > 1:
+        out.append({"type": "velocity", "channel": 1, "control": 1})
+    for i, cc in zip(range(2, n_controls), SYNTH_CCS):
+        out.append({"type": "control_change", "channel": 1, "number": cc, "control": i})
+    return out
+
+
+def overrides(path, dimension: int) -> dict:
+    """Config overrides: the file's player in, the virtual synth out, no sensor board."""
+    n = dimension - 1
+    return {"midi": {"enabled": True, "scan_interval": 0.2,
+                     "input": [{"device": PLAYER_DEVICE, "transport": "virtual",
+                                "map": [rule_table(r) for r in suggest_rules(path, n)]}],
+                     "output": [{"device": SYNTH, "transport": "virtual", "map": synth_map(n)}]},
+            "serial": {"enabled": False},
+            "actuators": {"enabled": False}}
