@@ -276,7 +276,7 @@ def test_first_deploy(box, tmp_path):
     # The launcher runs this release's code on its environment.
     out = run([str(box.prefix / "current" / "bin" / "imps"), "--version"]).stdout
     assert "deploy test stand-in" in out
-    assert list((release / "device" / "imps" / "__pycache__").glob("notify.*.pyc")), "not byte-compiled"
+    assert list((release / "device" / "imps" / "io" / "__pycache__").glob("notify.*.pyc")), "not byte-compiled"
     # Model and sidecar went to the models directory.
     assert (box.state / "models" / "knobs-9d.tflite").read_bytes() == model.read_bytes()
     assert (box.state / "models" / "knobs-9d.json").exists()

@@ -201,7 +201,7 @@ def test_deploy_of_a_broken_release_is_rolled_back(vm, box, tmp_path):
         src = REPO / part
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, broken / part)
     (broken / "build").symlink_to(REPO / "build")      # the same cached wheels
-    with open(broken / "device" / "imps" / "app.py", "a") as f:
+    with open(broken / "device" / "imps" / "box" / "app.py", "a") as f:
         f.write("\nraise SystemExit('a release that never comes up')\n")
     env = dict(os.environ, IMPS_SSH_OPTS=vm.ssh_opts, IMPS_READY_TIMEOUT="120")
     r = subprocess.run(["bash", str(broken / "deploy" / "deploy.sh"), "deploy", vm.host],
