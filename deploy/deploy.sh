@@ -200,8 +200,9 @@ real_env_install() {
                    --find-links "$IMPS_WHEELS")
     # The source-only packages build against the venv's own setuptools (a build
     # isolated by pip would need a pip installed, not one run from its wheel).
+    # PYPI=1: lgpio, where it has no wheel, builds its C library in (needs swig, no liblgpio).
     "${install[@]}" setuptools wheel
-    "${install[@]}" --no-build-isolation -r "$IMPS_WHEELS/requirements.txt"
+    PYPI=1 "${install[@]}" --no-build-isolation -r "$IMPS_WHEELS/requirements.txt"
     return
   fi
   python3 -m venv "$ENV_DIR"
@@ -209,7 +210,7 @@ real_env_install() {
   python3 -c 'import tomllib, sys
 extra = tomllib.load(open("device/pyproject.toml", "rb"))["project"]["optional-dependencies"]["pi"]
 sys.stdout.write("\n".join(extra) + "\n")' >"$ENV_DIR/pi-requirements.txt"
-  "$ENV_DIR/bin/pip" install -q -r device/requirements.txt -r "$ENV_DIR/pi-requirements.txt"
+  PYPI=1 "$ENV_DIR/bin/pip" install -q -r device/requirements.txt -r "$ENV_DIR/pi-requirements.txt"
 }
 
 write_launcher() {

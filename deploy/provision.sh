@@ -21,7 +21,8 @@ SERVICE_USER=${IMPS_USER:-imps}
 AUDIO_CARD=${IMPS_AUDIO_CARD:-auto}
 SERIAL_PORT=${IMPS_SERIAL_PORT:-}
 # g++ and libasound2-dev: python-rtmidi (USB MIDI) builds from source where no wheel exists (32-bit Pi OS).
-PACKAGES=(python3-venv python3-dev gcc g++ libsystemd-dev libasound2-dev pkg-config puredata-core rsync alsa-utils polkitd)
+# swig: lgpio (gpiozero's pin library for a Pi 5 and trixie) builds from source where PyPI has no wheel (cp313).
+PACKAGES=(python3-venv python3-dev gcc g++ swig libsystemd-dev libasound2-dev pkg-config puredata-core rsync alsa-utils polkitd)
 ETC=${IMPS_ETC:-/etc}
 read -ra GROUPS_NEEDED <<<"${IMPS_GROUPS:-gpio dialout audio}"
 DRY_RUN=0
@@ -225,9 +226,10 @@ ${SERIAL_PORT:+port = [\"$SERIAL_PORT\"]}
 [actuators]
 enabled = true
 
-# Mode and shutdown buttons and mode LEDs on the Pi header (docs/hardware.md).
+# Mode and shutdown buttons and mode LEDs on the Pi header (docs/hardware.md):
+# "auto" picks lgpio on a Pi 5 or trixie, RPi.GPIO on older Pis with bookworm.
 [gpio]
-backend = "rpigpio"
+backend = "auto"
 EOF
   fi
   say "layout: $PREFIX/{releases,envs,current}, $STATE/{logs,models}, $ETC/imps"

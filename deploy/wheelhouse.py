@@ -10,6 +10,9 @@ files pip on the box installs from with ``--no-index --find-links OUTDIR``:
 binary wheels, and the source of the two PyPI has no wheels for (RPi.GPIO,
 systemd-python), which the box builds with its own compiler, plus
 setuptools and wheel to build them with, and pip itself (run from its wheel).
+lgpio has wheels for some Pythons only (aarch64 cp39 to cp312, none for the
+cp313 of trixie): where there is none, its source goes, and the box builds it
+statically (deploy.sh sets lgpio's PYPI=1; provisioning installs swig).
 
 pip matches platform tags literally, so it is given one ``manylinux_2_NN_<machine>``
 tag for every NN from 17 up to the box's glibc (with only 2_17 and the newest,
@@ -36,6 +39,8 @@ BUILD_TOOLS = ["setuptools", "wheel"]
 # PyPI has only source packages of these: they travel as source and the box
 # compiles them (provisioning installs gcc, python3-dev, libsystemd-dev).
 SOURCE_ONLY = {"rpi.gpio", "systemd-python"}
+# PyPI has wheels of these for some Pythons and CPUs only: elsewhere their source goes.
+SOURCE_FALLBACK = {"lgpio"}
 
 
 def box_requirements(python: str, machine: str) -> list:
@@ -101,6 +106,10 @@ def main(argv=None) -> int:
             print(f"   {req}: PyPI has no wheels; its source goes, the box builds it")
         else:
             r = pip_download(a.out, plat + [req])
+            if r.returncode != 0 and Requirement(req).name.lower() in SOURCE_FALLBACK:
+                r = pip_download(a.out, ["--no-binary=:all:", "--no-deps", req])
+                print(f"   {req}: PyPI has no wheel for Python {a.python} on {a.machine}; "
+                      f"its source goes, the box builds it")
         if r.returncode != 0:
             sys.stderr.write(r.stderr[-3000:])
             raise SystemExit(f"wheelhouse: no {req!r} for Python {a.python} on {a.machine} "
