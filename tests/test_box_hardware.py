@@ -1,6 +1,6 @@
 """The box with its hardware, end to end: sensor board on a real pseudo-terminal ->
-SerialInput -> engine -> OSC out and actuator frames back; the GPIO panel on the fake
-backend; `imps run --simulate` as a subprocess (with and without a terminal).
+SerialInput -> engine -> OSC out and actuator frames back; the GPIO panel on gpiozero's
+mock pins; `imps run --simulate` as a subprocess (with and without a terminal).
 
 Timeouts are generous (a shared 2-core machine); nothing asserts tight timings.
 """
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from imps.box.app import NO_BOARD_GRACE, Box
-from imps.panel.buttons import NO_MODEL, NO_SENSOR_BOARD
+from imps.panel import mock
+from imps.panel.patterns import NO_MODEL, NO_SENSOR_BOARD
 from imps.box.config import PACKAGE_DIR, Config, SECTIONS, _section_types, load_config
 from imps.errors import ConfigError
-from imps.panel.gpio.fake import FakeBackend
 from imps.io.log import read_log
 from imps.modes import Mode
 from imps.io.serial_frames import sensor_frame
@@ -34,7 +34,7 @@ MODE_BUTTON = 17
 
 
 def leds(box):
-    return tuple(box.gpio.state(p) for p in LEDS)
+    return tuple(box.gpio.factory.pin(p).state for p in LEDS)
 
 
 def lit(mode):
@@ -54,7 +54,7 @@ def performance(n=400, dt=0.01, d=3):
 def make_box(tmp_path, sound, tiny_model):
     boxes = []
 
-    def make(port=None, mode="user", model=None, gpio="fake", actuators=None, **sections):
+    def make(port=None, mode="user", model=None, gpio="mock", actuators=None, **sections):
         overrides = {
             "model": {"path": str(model or tiny_model), "runtime": "ai-edge-litert", "seed": 1},
             "engine": {"mode": mode},
@@ -82,7 +82,7 @@ def make_box(tmp_path, sound, tiny_model):
 
 def test_example_config_loads_and_names_every_key():
     config = load_config(EXAMPLE)
-    assert config.serial.enabled and config.gpio.backend == "rpigpio" and config.actuators.enabled
+    assert config.serial.enabled and config.gpio.backend == "auto" and config.actuators.enabled
     assert config.panel.settings.mode_leds == LEDS and config.panel.settings.mode_button == MODE_BUTTON
     text = EXAMPLE.read_text()
     for section in SECTIONS:
@@ -104,14 +104,15 @@ def test_hardware_defaults_are_off_on_a_laptop():
     ('[serial]\nport = "usb:zz"\n', ["[serial] port = 'usb:zz'", "usb:VID"]),
     ('[serial]\nenabled = true\nchannels = [0, false, 5]\n', ["[serial] channels", "5 is not a control index 0..2"]),
     ('[serial]\ncalibration = [[3, 3]]\n', ["[serial] calibration", "raw_min == raw_max"]),
-    ('[gpio]\nbackend = "wiringpi"\n', ["[gpio] backend = 'wiringpi'", "none, rpigpio or fake"]),
+    ('[gpio]\nbackend = "wiringpi"\n', ["[gpio] backend = 'wiringpi'", "none, auto, lgpio, rpigpio or mock"]),
+    ('[gpio]\nbackend = "fake"\n', ["[gpio] backend = 'fake'", "none, auto, lgpio, rpigpio or mock"]),
     ('[panel]\nmode_leds = [5, 6]\n', ["[panel] mode_leds = [5, 6]", "one BCM pin per mode"]),
     ('[panel]\nmode_button = 40\n', ["[panel] mode_button = 40", "BCM pin number 0 to 27"]),
     ('[panel]\nlong_press = 0.1\ndebounce = 0.2\n', ["[panel]", "shorter than long_press"]),
     ('[panel]\nblink = 1\n', ["[panel] blink", "unknown key", "shutdown_hold"]),
-    ('[gpio]\nbackend = "fake"\n[pads]\npins = [22, 23]\ncontrols = [0]\n', ["[pads]", "one control index per pin"]),
+    ('[gpio]\nbackend = "mock"\n[pads]\npins = [22, 23]\ncontrols = [0]\n', ["[pads]", "one control index per pin"]),
     ('[pads]\npins = [22]\ncontrols = [0]\n', ["[pads]", "[gpio] backend = \"none\""]),
-    ('[gpio]\nbackend = "fake"\n[pads]\npins = [17]\ncontrols = [0]\n', ["[pads]", "GPIO [17] already used by [panel]"]),
+    ('[gpio]\nbackend = "mock"\n[pads]\npins = [17]\ncontrols = [0]\n', ["[pads]", "GPIO [17] already used by [panel]"]),
     ('[actuators]\nenabled = true\n', ["[actuators] enabled", "[serial] enabled = true"]),
     ('[serial]\nenabled = true\n[actuators]\nenabled = true\ncontrols = [3]\n', ["[actuators] controls", "3 is not"]),
 ])
@@ -225,36 +226,41 @@ def test_model_events_come_back_to_the_board_as_actuator_frames(tmp_path, make_b
 # ---------------------------------------------------------------- GPIO panel
 
 
-def press(gpio, pin, seconds):
-    gpio.press(pin)
+def press(box, pin, seconds):
+    """A finger on a button of the box's mock pins."""
+    mock.press(box.gpio.factory, pin)
     time.sleep(seconds)
-    gpio.release(pin)
+    mock.release(box.gpio.factory, pin)
+
+
+def levels(pin):
+    return [s.state for s in pin.states]
 
 
 def test_panel_buttons_change_the_engines_mode_and_the_leds(make_box):
     box = make_box(mode="user")
-    gpio = box.gpio
-    assert isinstance(gpio, FakeBackend)
+    assert box.gpio.name == "mock" and type(box.gpio.factory).__name__ == "MockFactory"
     assert wait_for(lambda: leds(box) == lit(Mode.USER))
     for mode in (Mode.CALL_RESPONSE, Mode.LAYERED):
-        press(gpio, MODE_BUTTON, 0.15)                     # short press: next mode
+        press(box, MODE_BUTTON, 0.15)                      # short press: next mode
         assert wait_for(lambda: box.engine.mode is mode)
         assert wait_for(lambda: leds(box) == lit(mode))
     resets = []
     model = box.engine.model
     real_reset = model.reset
     model.reset = lambda: (resets.append(1), real_reset())
-    since = time.monotonic()
-    press(gpio, MODE_BUTTON, box.config.panel.settings.long_press + 0.4)   # long press: reset
+    user_led = box.gpio.factory.pin(LEDS[0])
+    user_led.clear_states()
+    press(box, MODE_BUTTON, box.config.panel.settings.long_press + 0.4)    # long press: reset
     assert wait_for(lambda: resets == [1])
     assert box.engine.mode is Mode.LAYERED                 # a reset is not a mode change
-    flashed = [t for t, level in gpio.history(LEDS[0]) if level and t >= since]
-    assert flashed, "all LEDs flash to confirm the reset"
+    assert wait_for(lambda: True in levels(user_led)), "all LEDs flash to confirm the reset"
     assert wait_for(lambda: leds(box) == lit(Mode.LAYERED))
     box.engine.set_mode("duet")                            # an OSC mode change shows too
     assert wait_for(lambda: leds(box) == lit(Mode.DUET))
+    gpio, pins = box.gpio, [box.gpio.factory.pin(p) for p in LEDS]
     box.stop()
-    assert not any(gpio.state(p) for p in LEDS) and gpio.closed
+    assert not any(p.state for p in pins) and gpio.closed
 
 
 def test_no_model_blinks_the_error_and_still_passes_the_performer(pty_pair, make_box, sound, tmp_path):
@@ -262,13 +268,13 @@ def test_no_model_blinks_the_error_and_still_passes_the_performer(pty_pair, make
     box = make_box(path, mode="call_response", model=tmp_path / "missing.tflite")
     assert box.engine.model is None and box.engine.mode is Mode.USER
     assert box.check_health() == NO_MODEL
-    since = time.monotonic()
-    time.sleep(1.6)
-    changes = [level for t, level in box.gpio.history(LEDS[0]) if t >= since]
-    assert True in changes and False in changes, "the user LED blinks"
-    assert not any(box.gpio.state(p) for p in LEDS[1:])
-    press(box.gpio, MODE_BUTTON, 0.15)                     # no model: the mode stays user
-    time.sleep(0.3)
+    user_led = box.gpio.factory.pin(LEDS[0])
+    user_led.clear_states()
+    assert wait_for(lambda: levels(user_led).count(True) >= 2 and False in levels(user_led)), \
+        f"the user LED blinks: {levels(user_led)}"
+    assert not any(leds(box)[1:])
+    press(box, MODE_BUTTON, 0.15)                          # no model: the mode stays user
+    assert wait_for(lambda: box.panel.status()["mode_presses"] == 1)
     assert box.engine.mode is Mode.USER
     assert box.serial.wait_connected(10)
     for seq in range(5):
@@ -280,12 +286,20 @@ def test_no_model_blinks_the_error_and_still_passes_the_performer(pty_pair, make
 
 def test_pads_are_gesture_channels(make_box, sound):
     box = make_box(mode="user", pads={"pins": [22], "controls": [1]})
-    box.gpio.press(22)
+    mock.press(box.gpio.factory, 22)
     got = sound.wait_for("/performer", 1, timeout=10)
     assert got[0][1][1] == 1.0
-    box.gpio.release(22)
+    mock.release(box.gpio.factory, 22)
     got = sound.wait_for("/performer", 2, timeout=10)
     assert got[1][1][1] == 0.0
+
+
+def test_gpio_off_a_pi_is_one_clear_line_and_the_box_plays_on(make_box, caplog):
+    box = make_box(mode="user", gpio="auto")              # the box's setting, on a machine that is no Pi
+    assert box.gpio is None and box.panel is None
+    assert "needs a Raspberry Pi's pins" in box.gpio_error and "\n" not in box.gpio_error
+    assert "playing on without the GPIO panel and pads" in caplog.text
+    assert "GPIO OFF" in box.status_line()
 
 
 # ---------------------------------------------------------------- imps run --simulate

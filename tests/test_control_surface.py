@@ -148,7 +148,7 @@ def test_control_values_out_of_range_are_refused_with_the_range(box, address, va
     ("[engine]\nmax_dt = 1e308\n", "[engine] max_dt = 1e+308: out of range"),
     ("[osc]\nreceive_buffer = 1\n", "[osc] receive_buffer = 1: out of range, expected a whole number 4096"),
     ("[serial]\nretry_interval = inf\n", "[serial] retry_interval = inf: out of range"),
-    ("[panel]\npoll_interval = 0.0\n", "[panel] poll_interval = 0.0: out of range"),
+    ("[panel]\ndebounce = 0.0\n", "[panel] debounce = 0.0: out of range"),
     ("[pads]\ndebounce = 1e9\n", "[pads] debounce = 1000000000.0: out of range"),
     ("[osc]\ncontrol_host = \"box.local\"\n", "[osc] control_host = 'box.local': expected an IPv4 address"),
 ])

@@ -534,7 +534,7 @@ def test_provision_for_real_is_idempotent(tmp_path, provision_stubs):
         assert f'path = "{state}/models/current.tflite"' in (root / "etc" / "imps" / "box.toml").read_text()
         from imps.box.config import load_config  # the written config is valid for this release's box
         config = load_config(root / "etc" / "imps" / "box.toml")
-        assert config.serial.enabled and config.gpio.backend == "rpigpio" and config.actuators.enabled
+        assert config.serial.enabled and config.gpio.backend == "auto" and config.actuators.enabled
         assert (stub_state / "serial").read_text().strip() == "cons=1 hw=0"
         rule = root / "etc" / "polkit-1" / "rules.d" / "50-imps-poweroff.rules"
         assert rule.stat().st_mode & 0o777 == 0o644 and f'subject.user == "{user}"' in rule.read_text()

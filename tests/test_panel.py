@@ -522,3 +522,36 @@ def test_render_leds():
         panel.stop()
     assert mock.render_leds(factory, LEDS) == "[----]"
     factory.close()
+
+
+# ---------------------------------------------------------------- the keyboard of `make run` (imps.sim.keys)
+def test_keyboard_drives_the_panel_and_renders_leds():
+    from imps.sim.keys import KeyboardPanel
+    factory = MockFactory()
+    ctl = FakeController()
+    commands = []
+    panel = Panel(factory, ctl, CFG, run_command=commands.append).start()
+    keys = KeyboardPanel(factory, CFG, pads=[22])
+    pads_seen = []
+    pads = Pads(factory, [22], [3])
+    pads.start(lambda v, c: pads_seen.append(v[0]))
+    try:
+        assert mock.render_leds(factory, LEDS) == "[U---]"
+        assert keys.handle_key("m") == "mode button: next mode"
+        wait_until(lambda: ctl.mode == Mode.CALL_RESPONSE, what="the next mode")
+        wait_until(lambda: mock.render_leds(factory, LEDS) == "[-C--]", what="its LED drawn")
+        assert keys.handle_key("1") == "pad 1 down"
+        wait_until(lambda: pads_seen == [1.0], what="pad 1 down")
+        assert keys.handle_key("1") == "pad 1 up"
+        wait_until(lambda: pads_seen == [1.0, 0.0], what="pad 1 up")
+        keys.handle_key("r")
+        wait_until(lambda: ctl.resets == 1, what="the reset")
+        assert keys.handle_key("q") == "quit" and keys.handle_key("x") is None
+    finally:
+        keys.close()
+        pads.stop()
+        panel.stop()
+    assert commands == []
+    assert keys.handle_key("2") is None                        # no pad 2
+    assert "not a button or pad" in keys.handle_key("1")       # the panel is gone: said, not raised
+    factory.close()

@@ -117,7 +117,6 @@ RANGES: dict[tuple[str, str], Range] = {
     ("panel", "debounce"): Range(0.001, 1.0, SECONDS),
     ("panel", "long_press"): Range(0.05, 10.0, SECONDS),
     ("panel", "shutdown_hold"): Range(0.5, 60.0, SECONDS),
-    ("panel", "poll_interval"): Range(0.001, 0.5, SECONDS),
 
     ("pads", "pins"): PIN,
     ("pads", "controls"): CONTROL,

@@ -27,8 +27,8 @@ GPIO never stops the box either: the panel LEDs blink the error.
 
 ``imps run --simulate`` is the same box with no hardware: a SimulatedBoard
 replays the bundled performance as real serial frames on a pseudo-terminal,
-the serial input reads it by its path, and the panel runs on the fake GPIO
-backend, pressed from the terminal keyboard (keys in KEYS_HELP); the LEDs are
+the serial input reads it by its path, and the panel runs on gpiozero's mock
+pins, pressed from the terminal keyboard (keys in KEYS_HELP); the LEDs are
 drawn in the status line.
 """
 from __future__ import annotations
@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import ranges
 from ..errors import ConfigError, DeviceError, ImpsError, ModelError
@@ -60,17 +61,21 @@ from ..io.voices import Voices
 from ..journal import rate_limit_handlers
 from ..model.runtime import MDRNN
 from ..modes import Mode
-from ..panel.buttons import NO_MODEL, NO_SENSOR_BOARD, DigitalInputs, Panel
-from ..panel.gpio import get_backend
-from ..panel.gpio.fake import FakeBackend
+from ..panel.mock import render_leds
+from ..panel.patterns import NO_MODEL, NO_SENSOR_BOARD
 from ..sim import midi as midi_simulation
 from ..sim.board import SimulatedBoard
-from ..sim.keys import KeyboardPanel, render_leds
+from ..sim.keys import KeyboardPanel
 from ..sim.performer import ReplayPerformer, load_performance
 from ..threads import Supervisor
 from .config import DEFAULT_PERFORMANCE, Config, apply_reloadable, changes, load_config, reloadable
 from .controls import control_handlers, interface_handler
 from .engine import Engine
+
+if TYPE_CHECKING:              # imported when GPIO is on (see _start_hardware)
+    from ..panel.inputs import Pads
+    from ..panel.panel import Panel
+    from ..panel.pins import Pins
 
 log = logging.getLogger("imps")
 
@@ -99,9 +104,9 @@ class Box:
         self.sources = []
         self.serial: SerialInput | None = None
         self.actuator: ActuatorOutput | None = None
-        self.gpio = None
+        self.gpio: Pins | None = None   # the open gpiozero pin factory
         self.panel: Panel | None = None
-        self.pads: DigitalInputs | None = None
+        self.pads: Pads | None = None
         self.gpio_error: str | None = None
         self.note = ("", 0.0)           # a short message for the status line (key presses), and when
         self._board_down_since: float | None = None
@@ -158,16 +163,18 @@ class Box:
                 self.engine.actuators.append(self.actuator)
         if c.gpio.backend == "none":
             return
+        # gpiozero is imported here, not at the top: a box without GPIO never pays for it.
+        from ..panel.inputs import Pads
+        from ..panel.panel import Panel
+        from ..panel.pins import open_pins
         try:
-            self.gpio = get_backend(c.gpio.backend)
+            self.gpio = open_pins(c.gpio.backend)
             if c.panel.enabled:
-                panel = Panel(self.gpio, self.engine, c.panel.settings)
-                panel.start()
-                self.panel = panel
+                self.panel = Panel(self.gpio.factory, self.engine, c.panel.settings).start()
                 self.engine.on_mode_change(self._show_mode)
             if c.pads.pins:
-                self.pads = DigitalInputs(self.gpio, c.pads.pins, c.pads.controls,
-                                          pull_up=c.pads.pull_up, debounce=c.pads.debounce)
+                self.pads = Pads(self.gpio.factory, c.pads.pins, c.pads.controls,
+                                 pull_up=c.pads.pull_up, debounce=c.pads.debounce)
                 self.pads.setup(self.engine.performer_event)
                 self.sources.append(self.pads)
         except DeviceError as exc:  # no GPIO (not a Pi, pins busy): play on without the panel
@@ -376,8 +383,8 @@ class Box:
             parts.append(f"act {self.actuator.sent}")
         if self.midi_in is not None or self.midi_out is not None:
             parts.append(midi_status(self.midi_in, self.midi_out))
-        if isinstance(self.gpio, FakeBackend) and self.panel is not None:
-            parts.append("LEDs " + render_leds(self.gpio, self.panel.config.mode_leds))
+        if self.gpio is not None and self.gpio.mock and self.panel is not None:
+            parts.append("LEDs " + render_leds(self.gpio.factory, self.panel.config.mode_leds))
         if self.gpio_error:
             parts.append("GPIO OFF")
         if self.panel is not None and self.panel.shutdown_failed:
@@ -412,10 +419,10 @@ KEYS_HELP = "keys: m mode, M/r reset, S shutdown, u unplug/replug board, g garba
 
 
 def simulation_overrides(link: Path) -> dict:
-    """Config for --simulate: the serial input reads the simulated board, GPIO is the fake,
+    """Config for --simulate: the serial input reads the simulated board, GPIO is gpiozero's mock,
     and the shutdown button powers nothing off."""
     return {"serial": {"enabled": True, "port": str(link), "format": "frames"},
-            "gpio": {"backend": "fake"},
+            "gpio": {"backend": "mock"},
             "panel": {"enabled": True, "shutdown_command": ["true"]},
             "actuators": {"enabled": True}}
 
@@ -479,7 +486,8 @@ class TerminalKeys:
 def simulation_keys(box: Box, quit_event: threading.Event):
     """The key handler for --simulate: panel buttons and pads (KeyboardPanel), board unplug, garbage."""
     pads = box.config.pads.pins if box.pads is not None else ()
-    panel = KeyboardPanel(box.gpio, box.config.panel.settings, pads=pads) if isinstance(box.gpio, FakeBackend) else None
+    mock = box.gpio is not None and box.gpio.mock
+    panel = KeyboardPanel(box.gpio.factory, box.config.panel.settings, pads=pads) if mock else None
 
     def on_key(ch: str) -> None:
         board = box.board

@@ -22,8 +22,8 @@ from ..errors import ConfigError
 from ..io.midi.settings import MidiSettings, check_controls
 from ..io.serial_input import SerialSettings
 from ..modes import Mode
-from ..panel.buttons import PanelConfig
-from ..panel.gpio import BACKENDS as GPIO_BACKENDS
+from ..panel.pins import BACKENDS as GPIO_BACKENDS
+from ..panel.settings import PanelConfig
 from . import impsy_config
 
 if sys.version_info >= (3, 11):
@@ -98,7 +98,7 @@ class StatusConfig:
 # -- hardware ------------------------------------------------------------------
 # [serial] and [panel] keep their keys in one home each: every key but
 # `enabled` is a field of SerialSettings (serial_input.py) or PanelConfig
-# (buttons.py), validated by their from_dict. Those become ``.settings``.
+# (panel/settings.py), validated by their from_dict. Those become ``.settings``.
 
 @dataclass
 class SerialConfig:
@@ -109,12 +109,12 @@ class SerialConfig:
 
 @dataclass
 class GpioConfig:
-    backend: str = "none"                # none, rpigpio (the box), fake (tests, --simulate)
+    backend: str = "none"                # none, auto (the box: lgpio or RPi.GPIO), lgpio, rpigpio, mock (tests, --simulate)
 
 
 @dataclass
 class PanelSection:
-    """Mode and shutdown buttons and the mode LEDs (see buttons.py for every other key)."""
+    """Mode and shutdown buttons and the mode LEDs (see panel/settings.py for every other key)."""
     enabled: bool = True                 # only used when [gpio] backend is not "none"
     settings: PanelConfig = field(default_factory=PanelConfig)
 
@@ -175,7 +175,7 @@ def _ipv4(value: str) -> bool:
 _CHECKS = {
     ("model", "runtime"): (lambda v: v in ("auto", "tflite-runtime", "ai-edge-litert"),
                            "auto, tflite-runtime or ai-edge-litert"),
-    ("gpio", "backend"): (lambda v: v in ("none",) + GPIO_BACKENDS, "none, " + " or ".join(GPIO_BACKENDS)),
+    ("gpio", "backend"): (lambda v: v in GPIO_BACKENDS, ", ".join(GPIO_BACKENDS[:-1]) + " or " + GPIO_BACKENDS[-1]),
     ("pads", "pins"): (lambda v: len(set(v)) == len(v), "distinct BCM pin numbers"),
     ("panel", "shutdown_command"): (lambda v: len(v) >= 1, "a command as a list, e.g. [\"systemctl\", \"poweroff\"]"),
     ("actuators", "controls"): (lambda v: 1 <= len(v) <= 16, "1 to 16 control indices"),
@@ -331,7 +331,7 @@ def _check_hardware(config: Config) -> None:
             raise ConfigError(f"{src}: [pads] controls = {pads.controls!r}: {c} is not {controls}")
     if pads.pins and config.gpio.backend == "none":
         raise ConfigError(f"{src}: [pads] pins = {pads.pins!r} need a GPIO backend, "
-                          f"but [gpio] backend = \"none\" (expected rpigpio or fake)")
+                          f"but [gpio] backend = \"none\" (expected {', '.join(GPIO_BACKENDS[1:])})")
     if pads.pins and config.panel.enabled:
         p = config.panel.settings
         shared = set(pads.pins) & {q for q in (p.mode_button, p.shutdown_button, *p.mode_leds) if q is not None}

@@ -23,7 +23,7 @@ from gpiozero import Button
 from gpiozero.threads import GPIOThread
 
 from ..errors import ConfigError, DeviceError
-from ..inputs import Emit
+from ..io.inputs import Emit
 
 log = logging.getLogger("imps.panel")
 

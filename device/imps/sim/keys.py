@@ -1,58 +1,62 @@
-"""Terminal keys for the fake GPIO, for ``--simulate``: a person without the box
+"""Terminal keys for the mock GPIO, for ``--simulate``: a person without the box
 presses the panel's buttons from the keyboard and sees its LEDs in the status line.
 
-    keys = KeyboardPanel(fake_backend, panel_config, pads=[22, 23])
+    keys = KeyboardPanel(mock_factory, panel_config, pads=[22, 23])
     action = keys.handle_key(ch)      # "quit" for q; a description, or None for an unknown key
-    status_line += " " + render_leds(fake_backend, panel_config.mode_leds)
+    status_line += " " + render_leds(mock_factory, panel_config.mode_leds)   # imps.panel.mock
 
 Keys: ``m`` short press of the mode button (next mode), ``M`` or ``r`` long
 press (reset the model state), ``S`` long press of the shutdown button, ``1``..``9``
-toggle gesture pad 1..9, ``q`` quit. A press is held for real time (just past
-the debounce for a short press, past the hold time for a long one), so the
-panel's own debounce and long-press logic run exactly as with hardware.
+toggle gesture pad 1..9, ``q`` quit. A key drives gpiozero MockPins, and a press
+is held for real time (past the settle time for a short press, past the hold
+time for a long one), so the panel's own settling and gpiozero's hold logic run
+exactly as with hardware.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Dict, List, Optional, Sequence
 
+from ..errors import DeviceError
 from ..modes import Mode
-from ..panel.gpio.fake import FakeBackend
+from ..panel import mock
 
-#: One letter per mode LED, in Mode order; upper case when lit.
-LED_LABELS = "UCLD"
-
-
-def render_leds(backend: FakeBackend, pins: Sequence[int], labels: str = LED_LABELS) -> str:
-    """The mode LEDs as a short string: ``"[U---]"`` with user mode lit, ``"[----]"`` all dark."""
-    return "[" + "".join(labels[i] if backend.state(pin) else "-" for i, pin in enumerate(pins)) + "]"
+log = logging.getLogger("imps.sim")
 
 
 class KeyboardPanel:
-    def __init__(self, backend: FakeBackend, config, pads: Sequence[int] = (), timer=threading.Timer):
-        self.gpio = backend
+    def __init__(self, factory, config, pads: Sequence[int] = (), timer=threading.Timer):
+        self.factory = factory
         self.config = config
         self.pads = tuple(pads)
         self._timer = timer
         self._pending: List[tuple] = []   # (timer, pin) presses waiting for their release
         self._pads_down: Dict[int, bool] = {}
         short = max(4 * config.debounce, 0.12)
+        long = config.debounce + config.long_press + 0.2
         self._keys = {
             "m": (config.mode_button, short, "mode button: next mode"),
-            "M": (config.mode_button, config.long_press + 0.2, "mode button held: reset model state"),
-            "r": (config.mode_button, config.long_press + 0.2, "mode button held: reset model state"),
-            "S": (config.shutdown_button, config.shutdown_hold + 0.2, "shutdown button held"),
+            "M": (config.mode_button, long, "mode button held: reset model state"),
+            "r": (config.mode_button, long, "mode button held: reset model state"),
+            "S": (config.shutdown_button, config.debounce + config.shutdown_hold + 0.2, "shutdown button held"),
         }
 
     def handle_key(self, ch: str) -> Optional[str]:
         if ch == "q":
             return "quit"
+        try:
+            return self._handle(ch)
+        except DeviceError as exc:        # the panel is gone (stopping, or GPIO failed)
+            return f"key {ch!r}: {exc}"
+
+    def _handle(self, ch: str) -> Optional[str]:
         if ch in self._keys:
             pin, hold, what = self._keys[ch]
             if pin is None:
                 return f"{what}: no such button configured"
-            self.gpio.press(pin)
-            t = self._timer(hold, self.gpio.release, args=(pin,))
+            mock.press(self.factory, pin)
+            t = self._timer(hold, self._release, args=(pin,))
             t.daemon = True
             self._pending = [(p, q) for p, q in self._pending if p.is_alive()] + [(t, pin)]
             t.start()
@@ -60,10 +64,16 @@ class KeyboardPanel:
         if ch.isdigit() and 1 <= int(ch) <= len(self.pads):
             pin = self.pads[int(ch) - 1]
             down = not self._pads_down.get(pin, False)
+            (mock.press if down else mock.release)(self.factory, pin)
             self._pads_down[pin] = down
-            (self.gpio.press if down else self.gpio.release)(pin)
             return f"pad {ch} {'down' if down else 'up'}"
         return None
+
+    def _release(self, pin: int) -> None:
+        try:
+            mock.release(self.factory, pin)
+        except DeviceError as exc:        # released after the panel stopped: nothing left to release
+            log.debug("key release of GPIO%d: %s", pin, exc)
 
     def help(self) -> str:
         pads = f", 1-{len(self.pads)} pads" if self.pads else ""
@@ -74,5 +84,5 @@ class KeyboardPanel:
         for t, pin in self._pending:
             if t.is_alive():
                 t.cancel()
-                self.gpio.release(pin)
+                self._release(pin)
         self._pending.clear()
