@@ -102,8 +102,10 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
-def ready_once(model, runtime: str, play_seconds: float = 2.0, timeout: float = 30.0) -> dict:
-    """Spawn `imps run` on model with a notify socket; seconds to READY=1 and peak RSS in MB."""
+def ready_once(model, runtime: str, play_seconds: float = 2.0, timeout: float = 30.0,
+               extra_config: str = "") -> dict:
+    """Spawn `imps run` on model with a notify socket; seconds to READY=1 and peak RSS in MB.
+    ``extra_config`` is appended to the box.toml (e.g. a [gpio] section)."""
     dimension = _model_dimension(model)
     with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
         notify_path = os.path.join(tmp, "notify")
@@ -117,7 +119,7 @@ def ready_once(model, runtime: str, play_seconds: float = 2.0, timeout: float = 
             f'[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sink_port}\n'
             f'[log]\ndirectory = "{tmp}/logs"\n'
             f'[performer]\nsimulate = false\n'
-            f'[status]\nterminal = false\n')
+            f'[status]\nterminal = false\n' + extra_config)
         env = dict(os.environ, NOTIFY_SOCKET=notify_path)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
