@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import resource
 import subprocess
 import textwrap
 from pathlib import Path
@@ -126,6 +127,16 @@ def test_tiny_run_writes_every_measurement(tiny_run):
     assert {"cold_start", "cold_start_rss", "cold_start_hwm"} <= kinds
     assert {"schedule_error", "input_to_output", "midi_in_to_out"} <= kinds, doc.get("notes")
     midi = {r["note"]: r for r in rows if r["benchmark"] == "midi_in_to_out"}
+    # The serial and virtual MIDI paths again on SCHED_FIFO 10, as imps.service runs the box,
+    # when this user may (root here in CI); otherwise a note says why not.
+    may_rt = os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= 10
+    rt = "midi box layered, SCHED_FIFO 10"
+    if may_rt:
+        assert rt in midi and "serial box layered, SCHED_FIFO 10" in {
+            r["note"] for r in rows if r["benchmark"] == "input_to_output"}, doc.get("notes")
+        midi.pop(rt)
+    else:
+        assert "LimitRTPRIO" in doc["notes"]["realtime"]
     assert set(midi) == {"midi box layered", "midi din box layered"}
     assert all(r["n"] >= 25 and 0 < r["median"] <= r["p99"] for r in midi.values())
     assert {r["note"] for r in rows if r["benchmark"] == "midi_in_to_echo"} == set(midi)
@@ -231,3 +242,39 @@ def test_make_bench_on_an_unreachable_host_fails_fast(tmp_path):
     assert r.returncode != 0
     assert "cannot reach pi@imps-box.invalid over ssh" in r.stderr
     assert not any(tmp_path.iterdir())
+
+
+# -- real-time scheduling, as imps.service runs the box ------------------------------------
+
+FIFO_PROBE = """
+import os, threading
+from imps.bench.e2e import fifo
+seen = []
+try:
+    with fifo(10):
+        t = threading.Thread(target=lambda: seen.append((os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)))
+        t.start(); t.join()
+except PermissionError as exc:
+    print("refused", exc)
+else:
+    print("thread", seen[0] == (os.SCHED_FIFO, 10), "after", os.sched_getscheduler(0) == os.SCHED_OTHER)
+"""
+
+
+def test_fifo_puts_the_threads_it_starts_on_sched_fifo_or_is_refused(device_python):
+    """What `imps bench --realtime` measures: threads started inside ``fifo`` run on SCHED_FIFO
+    (root here); without CAP_SYS_NICE and with RLIMIT_RTPRIO 0 the kernel refuses, and the
+    bench reports that instead of failing."""
+    if os.geteuid() == 0:
+        r = subprocess.run([device_python, "-c", FIFO_PROBE], capture_output=True, text=True, timeout=120)
+        assert r.stdout.strip() == "thread True after True", r.stdout + r.stderr
+        drop = ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
+    else:
+        drop = []
+    r = subprocess.run(["prlimit", "--rtprio=0", *drop, device_python, "-c", FIFO_PROBE],
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.startswith("refused"), r.stdout + r.stderr
+    with pytest.raises(ValueError, match="out of range, expected 1 to 49"):
+        from imps.bench.e2e import fifo
+        with fifo(99):
+            pass

@@ -96,6 +96,8 @@ def test_box_service_contract(rendered):
     assert service["CPUSchedulingPolicy"] == "fifo" and 1 <= int(service["CPUSchedulingPriority"]) < 50
     assert service["CPUSchedulingResetOnFork"] == "yes"
     assert service["RestrictRealtime"] == "no"      # yes would stop systemd applying the policy
+    from imps.bench.e2e import UNIT_PRIORITY           # what `imps bench` measures as the unit's
+    assert int(service["CPUSchedulingPriority"]) == UNIT_PRIORITY
 
 
 def test_sound_service_contract(rendered):

@@ -414,7 +414,7 @@ def headline(rows: list[dict]) -> list[str]:
 
 def run_bench(out_dir=None, plan: Plan | None = None, models_dir=None, runtimes=None, units=UNITS_SWEEP,
               dimensions=DIMENSION_SWEEP, e2e: bool = True, cold: bool = True, progress=None,
-              log=print) -> dict:
+              log=print, realtime: int = 10) -> dict:
     plan = plan or Plan.quick()
     models_dir = Path(models_dir or MODELS_DIR)
     from ..model.runtime import available_runtimes
@@ -437,7 +437,7 @@ def run_bench(out_dir=None, plan: Plan | None = None, models_dir=None, runtimes=
     notes = {}
     if e2e:
         from .e2e import run_all as run_e2e
-        e2e_rows, notes = run_e2e(s_model, runtimes[0], plan.e2e_seconds, log=log)
+        e2e_rows, notes = run_e2e(s_model, runtimes[0], plan.e2e_seconds, log=log, realtime=realtime)
         rows += e2e_rows
     machine["after"] = thermal_state()
     machine["seconds"] = round(time.monotonic() - started, 1)
@@ -467,6 +467,9 @@ def add_bench_arguments(parser) -> None:
     parser.add_argument("--e2e-seconds", type=float, help="length of each end-to-end run")
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end (engine) parts")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold-start processes")
+    parser.add_argument("--realtime", type=int, default=10, metavar="PRIORITY",
+                        help="also measure the serial and MIDI paths on SCHED_FIFO at this priority, as "
+                             "imps.service runs the box (default %(default)s; 0: not; needs root or LimitRTPRIO)")
     parser.set_defaults(full=False)
 
 
@@ -477,12 +480,14 @@ def bench_command(args) -> int:
         if value is not None:
             setattr(plan, name, tuple(value) if name == "threads" else value)
     plan.warmup = min(plan.warmup, max(plan.iterations, 1))
+    if not 0 <= args.realtime <= 49:
+        raise ImpsError(f"--realtime {args.realtime}: out of range, expected 0 (off) to 49 (below the kernel's IRQ threads)")
     progress = Progress()
     print(f"imps bench ({'full' if args.full else 'quick'}): {plan.iterations} calls per model, "
           f"threads {', '.join(map(str, plan.threads))}", file=sys.stderr)
     result = run_bench(args.out, plan, args.models, args.runtime, args.units, args.dimensions,
                        e2e=not args.no_e2e, cold=not args.no_cold_start, progress=progress,
-                       log=lambda text: print(text, file=sys.stderr))
+                       log=lambda text: print(text, file=sys.stderr), realtime=args.realtime)
     progress.done()
     m = result["machine"]
     print(f"{m['hostname']}: {m['cpu_model']}, {m['cores']} cores"

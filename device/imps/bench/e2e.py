@@ -29,6 +29,7 @@ part that fails becomes a note in the results, never a crash of the bench.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import random
 import select
 import signal
@@ -607,8 +608,32 @@ def _box_interface_port(box) -> int:
 
 # -- all of it --------------------------------------------------------------------
 
-def run_all(model, runtime: str, seconds: float, log=print) -> tuple[list[dict], dict]:
-    """Every end-to-end row that can be measured here, and notes on what could not."""
+#: The real-time priority imps.service gives the box (CPUSchedulingPriority in
+#: deploy/systemd/imps.service; a test keeps the two the same).
+UNIT_PRIORITY = 10
+
+
+@contextmanager
+def fifo(priority: int):
+    """The calling thread, and every thread it starts meanwhile, on ``SCHED_FIFO`` at
+    ``priority``: the box as imps.service runs it. PermissionError without root,
+    CAP_SYS_NICE or an RLIMIT_RTPRIO (LimitRTPRIO=) of at least ``priority``."""
+    if not 1 <= priority <= 49:
+        raise ValueError(f"real-time priority {priority}: out of range, expected 1 to 49")
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, policy, param)
+
+
+def run_all(model, runtime: str, seconds: float, log=print,
+            realtime: int = UNIT_PRIORITY) -> tuple[list[dict], dict]:
+    """Every end-to-end row that can be measured here, and notes on what could not.
+    With ``realtime`` (a priority, 0 for none), the serial and MIDI paths are measured again
+    on SCHED_FIFO in the same run, as imps.service runs the box: the pair shows what real-time
+    scheduling buys on this machine as it is loaded now."""
     rows, notes = [], {}
     common = dict(runtime=runtime, threads=1, model=Path(model).name)
     events = max(50, int(seconds * 60))
@@ -654,6 +679,21 @@ def run_all(model, runtime: str, seconds: float, log=print) -> tuple[list[dict],
                 if echoes:
                     rows.append(row("midi_in_to_echo", summary([s * 1e3 for s in echoes]), note=note, **common))
         attempt("midi_in_to_out", box_midi)
+
+        def box_realtime():
+            rt = f"SCHED_FIFO {realtime}"
+            try:
+                with fifo(realtime):
+                    serial = input_to_output_box_serial(model, runtime, events)
+                    midi = input_to_output_box_midi(model, runtime, events)
+            except PermissionError:
+                raise PermissionError(f"{rt} refused: needs root, CAP_SYS_NICE or LimitRTPRIO={realtime}") from None
+            rows.append(row("input_to_output", summary([s * 1e3 for s in serial]),
+                            note=f"serial box layered, {rt}", **common))
+            rows.append(row("midi_in_to_out", summary([s * 1e3 for s in midi]),
+                            note=f"midi box layered, {rt}", **common))
+        if realtime:
+            attempt("realtime", box_realtime)
         return rows, notes
     else:
         notes["engine"] = "imps.box.app.Box not present: ready, box scheduling and box OSC latency not measured"
