@@ -47,6 +47,7 @@ class FakeController:
 
     def reset_state(self):
         self.resets += 1
+        self.reset_at = time.monotonic()
 
 
 @pytest.fixture
@@ -70,11 +71,14 @@ def lit(mode):
     return tuple(i == list(Mode).index(mode) for i in range(len(LEDS)))
 
 
-def tap(factory, pin, seconds=0.15):
-    """A finger on a button: press, hold, release (seconds far from debounce and long_press)."""
+def tap(factory, pin, seconds=0.15) -> float:
+    """A finger on a button: press, hold, release (seconds far from debounce and long_press).
+    Returns how long it was really held (a busy machine may sleep longer)."""
     mock.press(factory, pin)
+    t0 = time.monotonic()
     time.sleep(seconds)
     mock.release(factory, pin)
+    return time.monotonic() - t0
 
 
 def durations(pin, level):
@@ -95,9 +99,9 @@ def test_short_presses_cycle_modes_and_leds_follow(rig):
 
 def test_long_press_resets_state_once_without_changing_mode(rig):
     mock.press(rig.factory, MODE)
-    time.sleep(0.6)                                # held, but not for long_press yet
-    assert rig.ctl.resets == 0
+    pressed = time.monotonic()
     wait_until(lambda: rig.ctl.resets == 1, what="the reset")
+    assert rig.ctl.reset_at - pressed >= CFG.long_press, "not before long_press"
     time.sleep(1.5)                                # still held: a long press resets once
     mock.release(rig.factory, MODE)
     wait_until(lambda: leds(rig.factory) == lit(Mode.USER), what="the user LED alone")
@@ -146,11 +150,13 @@ def test_bounces_shorter_than_debounce_do_nothing():
 
 
 def test_shutdown_needs_a_long_hold_and_runs_once(rig):
-    tap(rig.factory, SHUTDOWN, 0.5)                # a third of shutdown_hold: nothing
+    held = tap(rig.factory, SHUTDOWN, 0.5)         # a third of shutdown_hold: nothing
     time.sleep(1.5)
-    assert rig.commands == []
+    assert rig.commands == [] and held < CFG.shutdown_hold
     mock.press(rig.factory, SHUTDOWN)
+    pressed = time.monotonic()
     wait_until(lambda: rig.commands == [["echo", "bye"]], what="the shutdown command")
+    assert time.monotonic() - pressed >= CFG.shutdown_hold, "not before shutdown_hold"
     assert rig.panel.shutting_down
     wait_until(lambda: leds(rig.factory) == (True,) * 4, what="all LEDs on while shutting down")
     time.sleep(2.0)                                # held on: once is enough
