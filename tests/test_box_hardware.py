@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imps.box.app import NO_BOARD_GRACE, Box
+from imps.box.app import Box
+from imps.box.health import NO_BOARD_GRACE
 from imps.panel import mock
 from imps.panel.patterns import NO_MODEL, NO_SENSOR_BOARD
 from imps.box.config import PACKAGE_DIR, Config, SECTIONS, _section_types, load_config

@@ -206,7 +206,7 @@ def test_a_model_sidecar_recommending_an_absurd_temperature_is_refused(tmp_path)
     import json
     import shutil
 
-    from imps.box.app import load_model
+    from imps.box.loading import load_model
     from imps.box.config import DEFAULT_MODEL
     from imps.errors import ModelError
     model = tmp_path / "m.tflite"

@@ -14,11 +14,11 @@ import socket
 import subprocess
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
-from imps.box.app import Box, _status_loop
+from imps.box.app import Box
+from imps.box.status import status_loop
 from imps.box.config import load_config
 from imps.io.notify import Notifier
 from notify_socket import NotifySocket
@@ -74,8 +74,7 @@ def test_a_dead_thread_stops_the_watchdog_and_says_which_and_why(tmp_path, sound
             assert any(label in d for d in box.supervisor.dead()), box.supervisor.dead()
             assert box.status_line().startswith("THREAD DIED ")
             stop = threading.Event()
-            args = SimpleNamespace(duration=None)
-            assert _status_loop(box, args, stop, threading.Event(), live=False) == 1   # imps run exits 1
+            assert status_loop(box, stop, threading.Event(), live=False) == 1   # imps run exits 1
         finally:
             box.stop()
 

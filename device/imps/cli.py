@@ -1,11 +1,139 @@
-"""The `imps` command: run the box, check a model, benchmark."""
+"""The `imps` command: run the box, check a model, import a config, benchmark, soak.
+
+The top of the import graph: each command imports what it needs when it runs,
+so ``imps --help`` and the box's start-up load nothing they do not use.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
+import signal
 import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 from . import __version__
 from .errors import ImpsError
+
+log = logging.getLogger("imps")
+
+
+# ---------------------------------------------------------------- imps run
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    from .sim.keys import KEYS_HELP
+    parser.add_argument("-c", "--config", help="TOML config file (default: built-in defaults)")
+    parser.add_argument("--model", help="model .tflite (overrides [model] path)")
+    parser.add_argument("--mode", help="user, call_response, layered or duet")
+    parser.add_argument("--simulate", action="store_true",
+                        help="a simulated box: a virtual sensor board replaying a recorded performance over "
+                             "a pseudo-terminal, and the panel's buttons on the keyboard (" + KEYS_HELP + ")")
+    parser.add_argument("--simulate-performer", action="store_true",
+                        help="replay a recorded performance as the performer (directly, no serial)")
+    parser.add_argument("--midi-file", metavar="FILE.mid",
+                        help="a MIDI file as the performer (played from a virtual MIDI device), the model to a "
+                             "virtual synth shown in the status line; with --simulate, instead of the sensor board")
+    parser.add_argument("--log-dir", help="where interaction logs go (overrides [log] directory)")
+    parser.add_argument("--no-log", action="store_true", help="do not write an interaction log")
+    parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def config_from_args(args, extra: dict | None = None):
+    from .box.config import load_config
+    overrides = {
+        "model": {"path": args.model, "seed": args.seed},
+        "engine": {"mode": args.mode},
+        "log": {"directory": args.log_dir, "enabled": False if args.no_log else None},
+        "performer": {"simulate": True if args.simulate_performer else None},
+        "status": {"terminal": False if args.quiet else None},
+    }
+    for section, values in (extra or {}).items():
+        overrides.setdefault(section, {}).update(values)
+    return load_config(args.config, overrides)
+
+
+def run_command(args) -> int:
+    """``imps run``: a Box from the config, with the simulation's parts when asked; the status loop."""
+    from .box.app import Box
+    from .box.status import status_loop
+    from .journal import rate_limit_handlers
+    # On a terminal a log line first clears the live status line (redrawn on the next tick).
+    clear = "\r\x1b[K" if sys.stderr.isatty() else ""
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format=clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    rate_limit_handlers()   # a flood of anything (bad input, a bug per event) is a few journal lines
+    simulate = getattr(args, "simulate", False)
+    midi_file = getattr(args, "midi_file", None)
+    simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
+    box = board = keys = keys_panel = player = None
+    live = False
+    try:
+        extra = {}
+        if simulate:
+            from .sim.simulate import SIMULATED_BOARD, simulation_overrides, start_simulated_board
+            link = simdir / SIMULATED_BOARD
+            extra = simulation_overrides(link)
+        if midi_file:                # the MIDI file plays the performer, not the sensor board
+            from .sim import midi as midi_simulation
+            extra.update(midi_simulation.overrides(midi_file, config_from_args(args).engine.dimension))
+        config = config_from_args(args, extra)
+        if simulate and not midi_file:
+            board = start_simulated_board(config, link)
+        if midi_file:
+            player = midi_simulation.start_player(midi_file, config.performer)
+        box = Box(config, board=board)
+        if config.performer.simulate:
+            from .sim.simulate import replay_performer
+            box.add_source(replay_performer(config.performer))
+        if config.gpio.backend != "none":        # the LEDs in the status line, on mock pins
+            from .sim.keys import led_status
+            box.status_parts.append(lambda: led_status(box))
+        stop = threading.Event()
+        reload_requested = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+        box.start()
+        live = config.status.terminal and sys.stdout.isatty()
+        if simulate:
+            from .sim.keys import KEYS_HELP
+            log.info("simulated box: %s; %s", f"MIDI file {midi_file}" if midi_file else f"sensor board at {link}",
+                     KEYS_HELP)
+            if sys.stdin.isatty():
+                from .sim.keys import simulation_keys
+                from .sim.terminal import TerminalKeys
+                on_key, keys_panel = simulation_keys(box, stop)
+                keys = TerminalKeys(on_key).start()
+                box.note = (KEYS_HELP, time.monotonic())
+        return status_loop(box, stop, reload_requested, live, args.duration)
+    finally:
+        if keys is not None:
+            keys.stop()              # the terminal back as it was
+        if keys_panel is not None:
+            keys_panel.close()       # release buttons still held, before GPIO closes
+        if box is not None and box.ready_at is not None:
+            final = box.status_line()
+            box.stop()
+            if live:
+                print()
+            print(final, file=sys.stderr)
+        else:                        # failed while starting: release what did start
+            if box is not None:
+                box._stop_gpio()
+            if board is not None:
+                board.stop()
+        if player is not None:
+            player.stop()            # and the virtual synth unplugged
+        if simdir is not None:
+            shutil.rmtree(simdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the other commands
 
 
 def _check_model(args) -> int:
@@ -38,12 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imps {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from .box.app import add_run_arguments, run_command
     run = sub.add_parser("run", help="run the box (default: bundled model, simulated performer)",
                          description="Run the box: inputs -> model -> scheduled playback -> sound engine and log.")
     add_run_arguments(run)
     run.set_defaults(func=run_command)
-
 
     check = sub.add_parser("check-model", help="check a .tflite against the model contract",
                            description="Load a model with the device runtime and check it; optionally "

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ImpsError
+from .stats import COLUMNS, row, summary
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models" / "bench"
 UNITS_SWEEP = (16, 32, 64, 128, 256, 512)
@@ -48,10 +49,6 @@ UNITS_SWEEP_DIMENSION = 9
 DIMENSION_SWEEP = (2, 3, 4, 6, 9, 12, 16)
 DIMENSION_SWEEP_UNITS = 64
 SCHEMA = "imps-bench/1"
-
-#: One CSV row per measurement, in this column order (the JSON rows have the same keys).
-COLUMNS = ("benchmark", "runtime", "threads", "units", "dimension", "layers", "mixtures", "model",
-           "n", "unit", "median", "q1", "q3", "iqr", "p99", "mean", "min", "max", "ratio", "note")
 
 #: What each benchmark measures (written into the JSON for the reader).
 BENCHMARKS = {
@@ -94,36 +91,6 @@ class Plan:
         cores = os.cpu_count() or 1
         return cls(iterations=5000, warmup=500, block=100, threads=tuple(range(1, cores + 1)),
                    cold_starts=10, e2e_seconds=60.0)
-
-
-# -- statistics -------------------------------------------------------------------
-
-def percentile(sorted_values, q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100) of an already sorted list."""
-    if not sorted_values:
-        return float("nan")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def summary(values, unit: str = "ms") -> dict:
-    """median, quartiles, IQR, p99, mean, min, max and n of a list of numbers."""
-    v = sorted(values)
-    if not v:
-        return {"n": 0, "unit": unit}
-    q1, med, q3 = percentile(v, 25), percentile(v, 50), percentile(v, 75)
-    return {"n": len(v), "unit": unit, "median": med, "q1": q1, "q3": q3, "iqr": q3 - q1,
-            "p99": percentile(v, 99), "mean": sum(v) / len(v), "min": v[0], "max": v[-1]}
-
-
-def row(benchmark: str, stats: dict, **fields) -> dict:
-    out = {c: "" for c in COLUMNS}
-    out["benchmark"] = benchmark
-    out.update(stats)
-    out.update({k: v for k, v in fields.items() if v is not None})
-    return out
 
 
 # -- the machine ----------------------------------------------------------------

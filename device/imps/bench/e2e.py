@@ -42,7 +42,7 @@ import time
 import tty
 from pathlib import Path
 
-from .bench import row, summary
+from .stats import row, summary
 
 
 def _engine_available() -> bool:

@@ -1,76 +1,54 @@
-"""The box: wires config -> inputs -> engine -> scheduler -> sound, log, LEDs.
+"""The box: wiring and lifecycle. Config -> inputs -> engine -> scheduler -> sound, log, LEDs.
 
-``Box`` owns every part and the one shutdown path. ``imps run`` builds a Box
-from the config file (or defaults), starts it, says READY to systemd, then
-the main thread shows a one-line status and handles signals:
+``Box`` builds every part from the config, starts them in order, says READY to
+systemd and owns the one shutdown path (``stop``: inputs off, silence, flush
+the log). ``reload`` (SIGHUP) swaps in a new config and model, or refuses a bad
+one with one clear line and plays on. Each policy has its own home:
 
-- SIGINT / SIGTERM: stop inputs, silence the sound engine, flush the log, exit 0.
-- SIGHUP: re-read the config and the model. A bad new config or model is
-  refused with one clear log line ("reload refused: ...") and the running one
-  keeps playing. Keys that cannot change while running (OSC, serial, GPIO,
-  log... see config.RELOADABLE) are named in a warning and in the status line
-  ("restart to apply ..."), and the box reports what really runs.
+- which model, and the user-only fallback when it cannot load: ``loading.py``
+- the OSC control and ``/interface`` routes: ``controls.py``
+- what the panel LEDs say is wrong: ``health.py``
+- what SIGHUP may change and what waits for a restart: ``reload.py``
+- the one-line status and the main thread's loop: ``status.py``
 
 Supervision: every essential thread (engine, scheduler, OSC receivers, serial
-reader, log writer) is watched by one Supervisor (threads.py). The engine
-feeds the watchdog only while all are alive; when one dies, the status line
-says which and why, and the box exits 1 so systemd restarts it.
-
-A model that cannot be used never stops the box: it logs the reason and
-keeps logging the performer in user-only mode, rather than crash-looping.
+reader, log writer, MIDI) is watched by one Supervisor (imps.threads). The
+engine feeds the watchdog only while all are alive; when one dies, the status
+line says which and why, and ``imps run`` exits 1 so systemd restarts it.
 
 Hardware comes from the config: ``[serial]`` the sensor board (an input
 source, and ``[actuators]`` model events back to it), ``[gpio]`` the backend,
 ``[panel]`` the mode/shutdown buttons and mode LEDs (the engine is the panel's
-controller), ``[pads]`` GPIO switches as gesture channels. A missing board or
-GPIO never stops the box either: the panel LEDs blink the error.
-
-``imps run --simulate`` is the same box with no hardware: a SimulatedBoard
-replays the bundled performance as real serial frames on a pseudo-terminal,
-the serial input reads it by its path, and the panel runs on gpiozero's mock
-pins, pressed from the terminal keyboard (keys in KEYS_HELP); the LEDs are
-drawn in the status line.
+controller), ``[pads]`` GPIO switches as gesture channels, ``[midi]`` MIDI in
+and out. A missing board or GPIO never stops the box: the panel LEDs blink
+the error. ``imps run`` (imps.cli) composes a Box with the simulation
+(imps.sim) for ``--simulate``.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import select
-import shutil
-import signal
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import ranges
-from ..errors import ConfigError, DeviceError, ImpsError, ModelError
+from ..errors import DeviceError, ImpsError
 from ..io.log import LogWriter
-from ..io.midi import virtual as midi_virtual
-from ..io.midi.midifile import MidiFilePlayer
 from ..io.midi.source import MidiInput
-from ..io.midi.status import status_text as midi_status
 from ..io.midi.voice import MidiOutput
 from ..io.notify import Notifier
-from ..io.osc import INTERFACE, OscReceiver, SoundOut
+from ..io.osc import OscReceiver, SoundOut
 from ..io.serial_input import ActuatorOutput, SerialInput
 from ..io.voices import Voices
-from ..journal import rate_limit_handlers
-from ..model.runtime import MDRNN
 from ..modes import Mode
-from ..panel.mock import render_leds
-from ..panel.patterns import NO_MODEL, NO_SENSOR_BOARD
-from ..sim import midi as midi_simulation
-from ..sim.board import SimulatedBoard
-from ..sim.keys import KeyboardPanel
-from ..sim.performer import ReplayPerformer, load_performance
 from ..threads import Supervisor
-from .config import DEFAULT_PERFORMANCE, Config, apply_reloadable, changes, load_config, reloadable
-from .controls import control_handlers, interface_handler
+from .config import Config, load_config
+from .controls import osc_routes
 from .engine import Engine
+from .health import Health
+from .loading import load_model, load_or_explain
+from .reload import plan_reload
+from .status import status_line
 
 if TYPE_CHECKING:              # imported when GPIO is on (see _start_hardware)
     from ..panel.inputs import Pads
@@ -79,28 +57,15 @@ if TYPE_CHECKING:              # imported when GPIO is on (see _start_hardware)
 
 log = logging.getLogger("imps")
 
-#: The sensor board must be away this long before the LEDs say so (not at every start-up).
-NO_BOARD_GRACE = 1.0
-
-
-def load_model(config: Config) -> MDRNN:
-    m = config.model
-    model = MDRNN(m.resolved_path(), dimension=config.engine.dimension, runtime=m.runtime, threads=m.threads,
-                  seed=m.seed, pi_temperature=m.pi_temperature, sigma_temperature=m.sigma_temperature)
-    for key in ("pi_temperature", "sigma_temperature"):  # a sidecar may recommend anything: same ranges
-        try:
-            ranges.check("model", key, getattr(model, key), f"{model.path.name}: {key}")
-        except ConfigError as exc:
-            raise ModelError(f"{exc} (set [model] {key} to override the sidecar)") from None
-    return model
-
 
 class Box:
-    def __init__(self, config: Config, notifier: Notifier | None = None,
-                 board: SimulatedBoard | None = None):
+    """Every part of one box, built from a config; ``start``, ``reload``, ``stop``."""
+
+    def __init__(self, config: Config, notifier: Notifier | None = None, board=None):
         self.config = config
         self.notifier = notifier or Notifier()
         self.board = board              # a simulated sensor board (--simulate) the box stops with itself
+        self.status_parts = []          # more status-line texts: callables returning a string or None
         self.sources = []
         self.serial: SerialInput | None = None
         self.actuator: ActuatorOutput | None = None
@@ -109,7 +74,7 @@ class Box:
         self.pads: Pads | None = None
         self.gpio_error: str | None = None
         self.note = ("", 0.0)           # a short message for the status line (key presses), and when
-        self._board_down_since: float | None = None
+        self.health = Health()
         self.receivers: list[OscReceiver] = []
         self.supervisor = Supervisor()
         self.restart_needed: list[str] = []   # "[osc] control_port" keys changed on disk, not yet running
@@ -119,11 +84,8 @@ class Box:
         self._stopped = threading.Event()
         e = config.engine
 
-        model, error = None, None
-        try:
-            model = load_model(config)
-        except Exception as exc:  # ModelError, RuntimeMissingError; anything else is a bug, but not a dead box
-            error = str(exc) if isinstance(exc, ImpsError) else f"model {config.model.resolved_path()}: {exc!r}"
+        model, error = load_or_explain(config)
+        if error:
             log.error("%s; playing on in user-only mode (the performer is still logged)", error)
         self.logwriter = LogWriter(config.log.directory, e.dimension) if config.log.enabled else None
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
@@ -191,16 +153,8 @@ class Box:
     def check_health(self, now: float | None = None) -> str | None:
         """Show what is wrong on the panel LEDs (called from the status loop); returns the error kind."""
         now = time.monotonic() if now is None else now
-        error = None
-        if self.serial is not None and not self.serial.connected:
-            if self._board_down_since is None:
-                self._board_down_since = now
-            if now - self._board_down_since >= NO_BOARD_GRACE:
-                error = NO_SENSOR_BOARD
-        else:
-            self._board_down_since = None
-        if error is None and self.engine.error:
-            error = NO_MODEL
+        error = self.health.check(self.serial.connected if self.serial is not None else None,
+                                  self.engine.error, now)
         if self.panel is not None:
             self.panel.show_error(error)
         return error
@@ -217,18 +171,11 @@ class Box:
         self._start_hardware()
         self.engine.start()
         if c.osc.enabled:
-            routes = [("interface", c.osc.interface_host, c.osc.interface_port,
-                       {INTERFACE: interface_handler(self.engine, c.engine.dimension)}),
-                      ("control", c.osc.control_host, c.osc.control_port, control_handlers(self.engine))]
-            for name, host, port, handlers in routes:
+            for name, host, port, handlers in osc_routes(c.osc, self.engine, c.engine.dimension):
                 receiver = OscReceiver(host, port, handlers, name, receive_buffer=c.osc.receive_buffer)
                 self.receivers.append(receiver)
                 self.supervisor.watch(f"OSC {name} receiver", receiver.thread)
                 receiver.start()
-        if c.performer.simulate:
-            p = c.performer
-            rows = load_performance(p.dataset or DEFAULT_PERFORMANCE, p.performance)
-            self.sources.append(ReplayPerformer(rows, p.phrase_seconds, p.rest_seconds, p.time_scale, p.loop))
         for source in self.sources:
             try:
                 source.start(self.engine.performer_event)
@@ -283,10 +230,8 @@ class Box:
     def _reload(self) -> bool:
         running = self.config
         new = load_config(None if running.source == "defaults" else running.source)
-        if new.engine.dimension != running.engine.dimension:
-            raise ConfigError(f"{new.source}: [engine] dimension {running.engine.dimension} -> "
-                              f"{new.engine.dimension} needs a restart (the model and the log depend on it)")
-        merged = apply_reloadable(running, new)
+        plan = plan_reload(running, new)
+        merged = plan.config
         model = load_model(merged)
         e = self.engine
         e.swap_model(model)
@@ -295,11 +240,8 @@ class Box:
         e.set_mode(merged.engine.mode)
         e.set_time_scale(merged.engine.time_scale)
         e.set_threshold(merged.engine.response_threshold)
-        self.restart_needed = [f"[{section}] {key}" for section, key, _, _ in changes(merged, new)
-                               if not reloadable(section, key)]
-        for section, key, old, value in changes(merged, new):
-            log.warning("reload: [%s] %s %r -> %r needs a restart (systemctl restart imps); running with %r",
-                        section, key, old, value, old)
+        self.restart_needed = plan.restart_needed
+        plan.warn()
         self.config = merged
         log.info("reloaded %s with model %s", new.source, model.path)
         return True
@@ -343,63 +285,7 @@ class Box:
 
     # ------------------------------------------------------------ status
     def status_line(self) -> str:
-        s = self.engine.status()
-        up = max(time.monotonic() - self.started_at, 1e-9)
-        parts = []
-        dead = self.supervisor.dead()
-        if dead:
-            parts.append("THREAD DIED " + "; ".join(d[:80] for d in dead))
-        parts += [f"mode {s['mode']}",
-                  f"in {s['performer_events']} ({s['performer_events'] / up:.1f}/s)",
-                  f"out {s['model_events']} ({s['model_events'] / up:.1f}/s)"]
-        if s["predict_us"] is not None:
-            parts.append(f"predict {s['predict_us']:.0f} us")
-        kernel = sum(r.kernel_drops() or 0 for r in self.receivers)
-        parts.append(f"lost {s['lost_inputs'] + kernel}" + (f" ({kernel} in the kernel)" if kernel else ""))
-        if s["dropped_notes"]:
-            parts.append(f"notes dropped {s['dropped_notes']}")
-        if s["bad_inputs"]:
-            parts.append(f"bad {s['bad_inputs']}")
-        if s["errors"]:
-            parts.append(f"engine errors {s['errors']}")
-        if self.sound is not None and self.sound.unreachable():
-            parts.append("NO SOUND ENGINE")
-        for receiver in self.receivers:
-            summary = receiver.summary()
-            if summary:
-                parts.append(f"osc {receiver.name} {summary}")
-        if self.serial is not None:
-            st = self.serial.status()
-            board = "board ok" if st["connected"] else "NO BOARD"
-            bad = st.get("crc_errors", 0) + st.get("bad_frames", 0) + st.get("bad_lines", 0)
-            if bad:
-                board += f" bad {bad}"
-            if st["reconnects"]:
-                board += f" reconnects {st['reconnects']}"
-            if st["mismatch"]:
-                board += " CHANNELS MISMATCH"
-            parts.append(board)
-        if self.actuator is not None:
-            parts.append(f"act {self.actuator.sent}")
-        if self.midi_in is not None or self.midi_out is not None:
-            parts.append(midi_status(self.midi_in, self.midi_out))
-        if self.gpio is not None and self.gpio.mock and self.panel is not None:
-            parts.append("LEDs " + render_leds(self.gpio.factory, self.panel.config.mode_leds))
-        if self.gpio_error:
-            parts.append("GPIO OFF")
-        if self.panel is not None and self.panel.shutdown_failed:
-            parts.append("SHUTDOWN FAILED")
-        note, when = self.note
-        if note and time.monotonic() - when < 3.0:
-            parts.append(note)
-        if self.logwriter is not None and self.logwriter.failed:
-            parts.append("LOG OFF")
-        if s["error"]:
-            parts.append(f"ERROR {s['error'][:60]}")
-        if self.restart_needed:
-            parts.append("restart to apply " + ", ".join(self.restart_needed[:3])
-                         + (f" (+{len(self.restart_needed) - 3})" if len(self.restart_needed) > 3 else ""))
-        return " | ".join(parts)
+        return status_line(self)
 
 
 def seconds_since_process_start() -> float | None:
@@ -411,234 +297,3 @@ def seconds_since_process_start() -> float | None:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
         return None
-
-
-# ---------------------------------------------------------------- --simulate
-SIMULATED_BOARD = "sensor-board"     # the pty's stable link, in a temporary directory
-KEYS_HELP = "keys: m mode, M/r reset, S shutdown, u unplug/replug board, g garbage, 1-9 pads, q quit"
-
-
-def simulation_overrides(link: Path) -> dict:
-    """Config for --simulate: the serial input reads the simulated board, GPIO is gpiozero's mock,
-    and the shutdown button powers nothing off."""
-    return {"serial": {"enabled": True, "port": str(link), "format": "frames"},
-            "gpio": {"backend": "mock"},
-            "panel": {"enabled": True, "shutdown_command": ["true"]},
-            "actuators": {"enabled": True}}
-
-
-def start_simulated_board(config: Config, link: Path) -> SimulatedBoard:
-    """A SimulatedBoard replaying the configured (default: bundled) performance at ``link``."""
-    p = config.performer
-    path = p.dataset or DEFAULT_PERFORMANCE
-    rows = load_performance(path, p.performance)
-    if rows.shape[1] != config.engine.dimension:
-        raise ConfigError(f"--simulate: {path} performance {p.performance} has dimension {rows.shape[1]}, "
-                          f"but [engine] dimension = {config.engine.dimension}")
-    board = SimulatedBoard(rows, link, time_scale=p.time_scale, loop=p.loop, max_dt=2.0,
-                           phrase_seconds=p.phrase_seconds, rest_seconds=p.rest_seconds)
-    return board.start()
-
-
-class TerminalKeys:
-    """Reads single keys from a terminal in cbreak mode on a thread; restores the terminal on stop."""
-
-    def __init__(self, on_key, stream=None):
-        self.on_key = on_key
-        self.fd = (stream or sys.stdin).fileno()
-        self._saved = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> "TerminalKeys":
-        import termios
-        import tty
-        self._saved = termios.tcgetattr(self.fd)
-        tty.setcbreak(self.fd)       # keys arrive one by one, unechoed; Ctrl-C still signals
-        self._thread = threading.Thread(target=self._run, name="imps-keys", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.fd], [], [], 0.1)
-            if not ready:
-                continue
-            data = os.read(self.fd, 32)
-            if not data:
-                return
-            for ch in data.decode(errors="ignore"):
-                try:
-                    self.on_key(ch)
-                except Exception:
-                    log.exception("key %r", ch)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(1.0)
-        if self._saved is not None:
-            import termios
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
-            self._saved = None
-
-
-def simulation_keys(box: Box, quit_event: threading.Event):
-    """The key handler for --simulate: panel buttons and pads (KeyboardPanel), board unplug, garbage."""
-    pads = box.config.pads.pins if box.pads is not None else ()
-    mock = box.gpio is not None and box.gpio.mock
-    panel = KeyboardPanel(box.gpio.factory, box.config.panel.settings, pads=pads) if mock else None
-
-    def on_key(ch: str) -> None:
-        board = box.board
-        if ch == "q":
-            quit_event.set()
-            return
-        if ch == "u" and board is not None:
-            if board.plugged:
-                board.unplug()
-                what = "board unplugged (u plugs it back)"
-            else:
-                board.plug()
-                what = "board plugged in"
-        elif ch == "g" and board is not None:
-            board.inject(os.urandom(200) + b"\x00")
-            what = "200 garbage bytes sent"
-        elif panel is not None:
-            what = panel.handle_key(ch)
-        else:
-            what = None
-        if what:
-            box.note = (what, time.monotonic())
-    return on_key, panel
-
-
-# ---------------------------------------------------------------- imps run
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help="TOML config file (default: built-in defaults)")
-    parser.add_argument("--model", help="model .tflite (overrides [model] path)")
-    parser.add_argument("--mode", help="user, call_response, layered or duet")
-    parser.add_argument("--simulate", action="store_true",
-                        help="a simulated box: a virtual sensor board replaying a recorded performance over "
-                             "a pseudo-terminal, and the panel's buttons on the keyboard (" + KEYS_HELP + ")")
-    parser.add_argument("--simulate-performer", action="store_true",
-                        help="replay a recorded performance as the performer (directly, no serial)")
-    parser.add_argument("--midi-file", metavar="FILE.mid",
-                        help="a MIDI file as the performer (played from a virtual MIDI device), the model to a "
-                             "virtual synth shown in the status line; with --simulate, instead of the sensor board")
-    parser.add_argument("--log-dir", help="where interaction logs go (overrides [log] directory)")
-    parser.add_argument("--no-log", action="store_true", help="do not write an interaction log")
-    parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-
-
-def config_from_args(args, extra: dict | None = None) -> Config:
-    overrides = {
-        "model": {"path": args.model, "seed": args.seed},
-        "engine": {"mode": args.mode},
-        "log": {"directory": args.log_dir, "enabled": False if args.no_log else None},
-        "performer": {"simulate": True if args.simulate_performer else None},
-        "status": {"terminal": False if args.quiet else None},
-    }
-    for section, values in (extra or {}).items():
-        overrides.setdefault(section, {}).update(values)
-    return load_config(args.config, overrides)
-
-
-def run_command(args) -> int:
-    # On a terminal a log line first clears the live status line (redrawn on the next tick).
-    clear = "\r\x1b[K" if sys.stderr.isatty() else ""
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format=clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    rate_limit_handlers()   # a flood of anything (bad input, a bug per event) is a few journal lines
-    simulate = getattr(args, "simulate", False)
-    midi_file = getattr(args, "midi_file", None)
-    simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
-    box = board = keys = keys_panel = player = None
-    live = False
-    try:
-        extra = {}
-        if simulate:
-            link = simdir / SIMULATED_BOARD
-            extra = simulation_overrides(link)
-        if midi_file:                # the MIDI file plays the performer, not the sensor board
-            extra.update(midi_simulation.overrides(midi_file, config_from_args(args).engine.dimension))
-        config = config_from_args(args, extra)
-        if simulate and not midi_file:
-            board = start_simulated_board(config, link)
-        if midi_file:
-            midi_virtual.SYSTEM.plug(midi_simulation.SYNTH)
-            player = MidiFilePlayer(midi_file, loop=config.performer.loop,
-                                    time_scale=config.performer.time_scale).start()
-        box = Box(config, board=board)
-        stop = threading.Event()
-        reload_requested = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
-        box.start()
-        live = config.status.terminal and sys.stdout.isatty()
-        if simulate:
-            log.info("simulated box: %s; %s", f"MIDI file {midi_file}" if midi_file else f"sensor board at {link}",
-                     KEYS_HELP)
-            if sys.stdin.isatty():
-                on_key, keys_panel = simulation_keys(box, stop)
-                keys = TerminalKeys(on_key).start()
-                box.note = (KEYS_HELP, time.monotonic())
-        return _status_loop(box, args, stop, reload_requested, live)
-    finally:
-        if keys is not None:
-            keys.stop()              # the terminal back as it was
-        if keys_panel is not None:
-            keys_panel.close()       # release buttons still held, before GPIO closes
-        if box is not None and box.ready_at is not None:
-            final = box.status_line()
-            box.stop()
-            if live:
-                print()
-            print(final, file=sys.stderr)
-        else:                        # failed while starting: release what did start
-            if box is not None:
-                box._stop_gpio()
-            if board is not None:
-                board.stop()
-        if player is not None:
-            player.stop()
-            midi_virtual.SYSTEM.unplug(midi_simulation.SYNTH)
-        if simdir is not None:
-            shutil.rmtree(simdir, ignore_errors=True)
-
-
-#: The main loop looks at signals and threads this often, whatever the status interval (up to 60 s) is.
-TICK = 0.2
-
-
-def _status_loop(box: Box, args, stop, reload_requested, live: bool) -> int:
-    deadline = time.monotonic() + args.duration if args.duration else None
-    last = ""
-    next_status = time.monotonic() + box.config.status.interval
-    while not stop.wait(min(box.config.status.interval, TICK)):
-        if reload_requested.is_set():
-            reload_requested.clear()
-            box.reload()
-        dead = box.supervisor.dead()
-        now = time.monotonic()
-        if now >= next_status or dead:
-            next_status = now + box.config.status.interval   # the running interval (SIGHUP may change it)
-            box.check_health()
-            line = box.status_line()
-            if line != last:
-                box.notifier.status(line)
-                last = line
-            if live:
-                width = shutil.get_terminal_size().columns - 1
-                print("\r" + line[:width].ljust(min(79, width)), end="", flush=True)
-        if dead:
-            log.error("thread died: %s; the watchdog pings stopped; exiting so systemd restarts the box",
-                      "; ".join(dead))
-            return 1
-        if deadline and now >= deadline:
-            break
-    return 0

@@ -11,7 +11,6 @@ import collections.abc
 import dataclasses
 import ipaddress
 import os
-import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,8 @@ from ..io.serial_input import SerialSettings
 from ..modes import Mode
 from ..panel.pins import BACKENDS as GPIO_BACKENDS
 from ..panel.settings import PanelConfig
+from ..tomlfile import read_toml
 from . import impsy_config
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the Pi runs 3.11
-    import tomli as tomllib
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]   # imps/: the bundled models, data and examples
 DEFAULT_MODEL = PACKAGE_DIR / "models" / "default.tflite"
@@ -390,18 +385,6 @@ def apply_reloadable(running: Config, new: Config) -> Config:
             values = {k: getattr(getattr(new, section), k) for k in keys}
             setattr(merged, section, dataclasses.replace(getattr(running, section), **values))
     return merged
-
-
-def read_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    except OSError as exc:  # a directory, no permission, an I/O error
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from .. import ranges
 from ..errors import ImpsError
+from ..io.osc import INTERFACE
 from ..modes import Mode
 
 
@@ -79,3 +80,9 @@ def interface_handler(engine, dimension: int):
                 raise BadArguments(f"/interface wants {n} finite numbers, got {args!r:.60}")
         engine.performer_event(args, None)
     return handle
+
+
+def osc_routes(osc, engine, dimension: int) -> list:
+    """The box's two OSC ports from the ``[osc]`` settings: (name, host, port, address -> handler)."""
+    return [("interface", osc.interface_host, osc.interface_port, {INTERFACE: interface_handler(engine, dimension)}),
+            ("control", osc.control_host, osc.control_port, control_handlers(engine))]

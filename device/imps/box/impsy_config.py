@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..tomlfile import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,6 @@ def translate(data: dict, source: str = "IMPSY config", base: Path | None = None
 
 def read(path: str | Path, data: dict | None = None) -> tuple[dict, list[Note]]:
     """Translate the IMPSY config at ``path`` (``data``: already parsed)."""
-    from .config import read_toml
     path = Path(path)
     return translate(read_toml(path) if data is None else data, str(path), path.resolve().parent)
 

@@ -34,11 +34,11 @@ import serial
 import serial.tools.list_ports
 
 from ..errors import ConfigError
+from ..threads import join_or_complain, start_thread
 from .inputs import Emit
 from .serial_frames import (
     BoardInfo, Decoder, FrameType, LineDecoder, actuator_frame, hello_frame,
 )
-from ..threads import join_or_complain, start_thread
 
 log = logging.getLogger("imps.serial")
 
@@ -183,6 +183,19 @@ class SerialInput:
         if self._lines is not None:
             st.update(self._lines.counts())
         return st
+
+    def summary(self) -> str:
+        """The board in the box's status line: ``board ok``, ``NO BOARD``, plus what went wrong."""
+        st = self.status()
+        text = "board ok" if st["connected"] else "NO BOARD"
+        bad = st.get("crc_errors", 0) + st.get("bad_frames", 0) + st.get("bad_lines", 0)
+        if bad:
+            text += f" bad {bad}"
+        if st["reconnects"]:
+            text += f" reconnects {st['reconnects']}"
+        if st["mismatch"]:
+            text += " CHANNELS MISMATCH"
+        return text
 
     @property
     def thread(self):
@@ -438,3 +451,7 @@ class ActuatorOutput:
 
     def status(self) -> dict:
         return {"actuator_sent": self.sent, "actuator_dropped": self.dropped}
+
+    def summary(self) -> str:
+        """The actuators in the box's status line."""
+        return f"act {self.sent}"

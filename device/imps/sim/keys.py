@@ -15,7 +15,9 @@ exactly as with hardware.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from typing import Dict, List, Optional, Sequence
 
 from ..errors import DeviceError
@@ -23,6 +25,9 @@ from ..modes import Mode
 from ..panel import mock
 
 log = logging.getLogger("imps.sim")
+
+#: The keys of ``imps run --simulate`` (:func:`simulation_keys`).
+KEYS_HELP = "keys: m mode, M/r reset, S shutdown, u unplug/replug board, g garbage, 1-9 pads, q quit"
 
 
 class KeyboardPanel:
@@ -86,3 +91,42 @@ class KeyboardPanel:
                 t.cancel()
                 self._release(pin)
         self._pending.clear()
+
+
+def led_status(box) -> Optional[str]:
+    """The mode LEDs for the box's status line, when its panel runs on gpiozero's mock pins."""
+    if box.gpio is not None and box.gpio.mock and box.panel is not None:
+        return "LEDs " + mock.render_leds(box.gpio.factory, box.panel.config.mode_leds)
+    return None
+
+
+def simulation_keys(box, quit_event: threading.Event):
+    """The key handler for --simulate: panel buttons and pads (KeyboardPanel), board unplug, garbage.
+
+    Returns (on_key, the KeyboardPanel or None without mock GPIO pins)."""
+    pads = box.config.pads.pins if box.pads is not None else ()
+    on_mock = box.gpio is not None and box.gpio.mock
+    panel = KeyboardPanel(box.gpio.factory, box.config.panel.settings, pads=pads) if on_mock else None
+
+    def on_key(ch: str) -> None:
+        board = box.board
+        if ch == "q":
+            quit_event.set()
+            return
+        if ch == "u" and board is not None:
+            if board.plugged:
+                board.unplug()
+                what = "board unplugged (u plugs it back)"
+            else:
+                board.plug()
+                what = "board plugged in"
+        elif ch == "g" and board is not None:
+            board.inject(os.urandom(200) + b"\x00")
+            what = "200 garbage bytes sent"
+        elif panel is not None:
+            what = panel.handle_key(ch)
+        else:
+            what = None
+        if what:
+            box.note = (what, time.monotonic())
+    return on_key, panel

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..io.midi.midifile import PLAYER_DEVICE, suggest_rules
+from ..io.midi import virtual
+from ..io.midi.midifile import PLAYER_DEVICE, MidiFilePlayer, suggest_rules
 
 SYNTH = "IMPS virtual synth"
 #: What the virtual synth plays: control 0 the note, 1 its velocity, then a few common CCs.
@@ -42,3 +43,24 @@ def overrides(path, dimension: int) -> dict:
                      "output": [{"device": SYNTH, "transport": "virtual", "map": synth_map(n)}]},
             "serial": {"enabled": False},
             "actuators": {"enabled": False}}
+
+
+class SimulatedMidi:
+    """The file's player started and the virtual synth plugged in; ``stop()`` undoes both."""
+
+    def __init__(self, path, loop: bool = True, time_scale: float = 1.0):
+        virtual.SYSTEM.plug(SYNTH)
+        try:
+            self.player = MidiFilePlayer(path, loop=loop, time_scale=time_scale).start()
+        except BaseException:
+            virtual.SYSTEM.unplug(SYNTH)
+            raise
+
+    def stop(self) -> None:
+        self.player.stop()
+        virtual.SYSTEM.unplug(SYNTH)
+
+
+def start_player(path, performer) -> SimulatedMidi:
+    """``imps run --midi-file``: play ``path`` as the ``[performer]`` settings say (loop, time scale)."""
+    return SimulatedMidi(path, loop=performer.loop, time_scale=performer.time_scale)
