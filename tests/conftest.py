@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import DATASETS
+from support import DATASETS, box_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_PYTHON = os.environ.get("IMPS_DEVICE_PYTHON", str(ROOT / ".venv" / "device" / "bin" / "python"))
@@ -161,3 +161,20 @@ def impsy_models(impsy, tmp_path_factory) -> dict:
     import re
     made = impsy("models", tmp_path_factory.mktemp("impsy-models"), 2, 4, 9)["models"]
     return {int(re.search(r"-dim(\d+)-", p).group(1)): Path(p) for p in made}
+
+
+@pytest.fixture
+def boxes(tmp_path, sound):
+    """``boxes(mode, model=None, **sections)`` starts a real box (support.box_overrides) playing to
+    the stand-in sound engine; every box it started is stopped after the test."""
+    from imps.box.app import Box
+    from imps.box.config import load_config
+    started = []
+
+    def make(mode="user", model=None, **sections):
+        box = Box(load_config(None, box_overrides(tmp_path, sound.port, mode, model, **sections))).start()
+        started.append(box)
+        return box
+    yield make
+    for box in started:
+        box.stop()

@@ -46,3 +46,16 @@ def stuck_notes(messages):
         elif m.type in ("note_on", "note_off"):
             sounding.discard((m.channel, m.note))
     return sounding
+
+
+def box_overrides(tmp_path: Path, sound_port: int, mode: str = "user", model=None, **sections) -> dict:
+    """Config overrides for a real box in a test: OSC on free ports, sound to ``sound_port``, logs
+    in ``tmp_path``, a seeded sampler (``model``: run it on ai-edge-litert); ``sections`` add to these."""
+    overrides = {"model": {"seed": 1}, "engine": {"mode": mode},
+                 "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound_port},
+                 "log": {"directory": str(tmp_path / "logs")}}
+    if model is not None:
+        overrides["model"].update(path=str(model), runtime="ai-edge-litert")
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return overrides

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imps.box.app import Box
 from imps.box.health import NO_BOARD_GRACE
 from imps.panel import mock
 from imps.panel.patterns import NO_MODEL, NO_SENSOR_BOARD
@@ -52,30 +51,18 @@ def performance(n=400, dt=0.01, d=3):
 
 
 @pytest.fixture
-def make_box(tmp_path, sound, tiny_model):
-    boxes = []
-
+def make_box(boxes, tiny_model):
+    """A real box on gpiozero's mock pins; ``port``: its sensor board, ``actuators``: model events back to it."""
     def make(port=None, mode="user", model=None, gpio="mock", actuators=None, **sections):
-        overrides = {
-            "model": {"path": str(model or tiny_model), "runtime": "ai-edge-litert", "seed": 1},
-            "engine": {"mode": mode},
-            "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound.port},
-            "log": {"directory": str(tmp_path / "logs")},
-            "status": {"terminal": False},
-            "gpio": {"backend": gpio},
-        }
+        hardware = {"status": {"terminal": False}, "gpio": {"backend": gpio}}
         if port is not None:
-            overrides["serial"] = {"enabled": True, "port": str(port), "retry_interval": 0.1}
+            hardware["serial"] = {"enabled": True, "port": str(port), "retry_interval": 0.1}
         if actuators is not None:
-            overrides["actuators"] = {"enabled": True, "controls": actuators}
+            hardware["actuators"] = {"enabled": True, "controls": actuators}
         for section, values in sections.items():
-            overrides.setdefault(section, {}).update(values)
-        box = Box(load_config(None, overrides)).start()
-        boxes.append(box)
-        return box
-    yield make
-    for box in boxes:
-        box.stop()
+            hardware.setdefault(section, {}).update(values)
+        return boxes(mode, model or tiny_model, **hardware)
+    return make
 
 
 # ---------------------------------------------------------------- config

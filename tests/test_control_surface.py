@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pytest
 
-from imps.box.app import Box
 from imps.box.config import load_config
 from imps.errors import ConfigError
 from imps.modes import Mode
@@ -41,21 +40,8 @@ def osc(address: str, tags: str = ",", payload: bytes = b"") -> bytes:
 
 
 @pytest.fixture
-def box(tmp_path, sound):
-    boxes = []
-
-    def make(mode="user", **sections):
-        overrides = {"model": {"seed": 1}, "engine": {"mode": mode},
-                     "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound.port},
-                     "log": {"directory": str(tmp_path / "logs")}}
-        for section, values in sections.items():
-            overrides.setdefault(section, {}).update(values)
-        b = Box(load_config(None, overrides)).start()
-        boxes.append(b)
-        return b
-    yield make
-    for b in boxes:
-        b.stop()
+def box(boxes):
+    return boxes      # box(mode="user", **sections): a real box with the bundled model (conftest.py)
 
 
 def control(b):

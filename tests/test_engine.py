@@ -4,8 +4,6 @@ import time
 import numpy as np
 import pytest
 
-from imps.box.app import Box
-from imps.box.config import load_config
 from imps.box.engine import Engine
 from imps.io.log import read_log
 from imps.modes import Mode
@@ -14,25 +12,11 @@ from support import wait_for
 from osc_listener import send
 
 
-def make_box(tmp_path, sound, model, mode="call_response", **engine):
-    overrides = {"model": {"path": str(model), "runtime": "ai-edge-litert", "seed": 1},
-                 "engine": {"mode": mode, **engine},
-                 "osc": {"interface_port": 0, "control_port": 0, "sound_port": sound.port},
-                 "log": {"directory": str(tmp_path / "logs")}}
-    return Box(load_config(None, overrides)).start()
-
-
 @pytest.fixture
-def box_factory(tmp_path, sound, tiny_model):
-    boxes = []
-
+def box_factory(boxes, tiny_model):
     def factory(mode="call_response", model=None, **engine):
-        box = make_box(tmp_path, sound, model or tiny_model, mode, **engine)
-        boxes.append(box)
-        return box
-    yield factory
-    for box in boxes:
-        box.stop()
+        return boxes(mode, model or tiny_model, engine=engine)
+    return factory
 
 
 def interface_port(box):

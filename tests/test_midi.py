@@ -16,7 +16,8 @@ import pytest
 
 from imps.errors import ConfigError
 from imps.io.midi import virtual
-from imps.io.midi.mapping import InputMap, OutputMap, to_midi, to_unit, unit_to_pitch, pitch_to_unit
+from imps.io.midi.mapping import InputMap, OutputMap, to_midi, unit_to_pitch, pitch_to_unit
+from imps.model.rows import to_unit
 from imps.io.midi.settings import MidiSettings, Rule, check_controls
 from imps.io.midi.source import MidiInput
 from imps.io.midi.transports import AlsaTransport, matches
@@ -85,7 +86,7 @@ def test_scaling_both_ways():
     assert [to_midi(v) for v in (0.0, 0.5, 1.0, -3.0, 7.0, float("nan"))] == [0, 64, 127, 0, 127, 0]
     assert to_midi(1.0, 127, 0) == 0 and to_midi(0.0, 10, 20) == 10 and to_midi(1.0, 10, 20) == 20
     for v in range(128):
-        assert to_midi(to_unit(v)) == v
+        assert to_midi(to_unit(v, 0, 127)) == v
         assert to_midi(to_unit(v, 20, 100), 20, 100) == min(max(v, 20), 100)
     assert to_unit(50, 127, 0) == pytest.approx(77 / 127)
     assert unit_to_pitch(0.0) == -8192 and unit_to_pitch(1.0) == 8191 and unit_to_pitch(pitch_to_unit(0)) == 0

@@ -7,7 +7,8 @@ import pytest
 
 from imps.box.config import DEFAULT_PERFORMANCE
 from imps.errors import DatasetError
-from imps.sim.performer import ReplayPerformer, load_performance
+from imps.sim.performer import ReplayPerformer
+from imps.sim.replay import load_performance
 from support import wait_for
 
 
@@ -83,5 +84,5 @@ def test_load_performance_from_the_bundled_data():
     first = load_performance(DEFAULT_PERFORMANCE, 0)
     assert first.ndim == 2 and first.shape[1] == 4 and len(first) > 100
     assert (first[:, 0] >= 0).all() and ((first[:, 1:] >= 0) & (first[:, 1:] <= 1)).all()
-    with pytest.raises(DatasetError, match="no performance 99999"):
+    with pytest.raises(DatasetError, match="performance 99999 asked for"):
         load_performance(DEFAULT_PERFORMANCE, 99999)

@@ -10,7 +10,8 @@ import pytest
 
 from imps.errors import ConfigError
 from imps.io.serial_frames import Decoder, FrameType, BoardInfo, hello_reply_frame, sensor_frame
-from imps.io.serial_input import ActuatorOutput, SerialInput, SerialSettings, calibrate, resolve_port
+from imps.io.serial_input import ActuatorOutput, SerialInput, SerialSettings, resolve_port
+from imps.model.rows import to_unit
 from imps.sim.board import SimulatedBoard
 from support import wait_for
 
@@ -239,7 +240,7 @@ def test_settings_reject_unknown_and_bad_values():
         SerialSettings(format="json")
     with pytest.raises(ConfigError, match="channel 1"):
         SerialSettings(calibration=[(0, 1), (5, 5)])
-    assert calibrate(0.5, 0.0, 2.0) == 0.25 and calibrate(-1, 0, 1) == 0.0
+    assert to_unit(0.5, 0.0, 2.0) == 0.25 and to_unit(-1, 0, 1) == 0.0   # calibration
 
 
 def _answer_hello(master, info, timeout=3.0):

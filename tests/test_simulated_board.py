@@ -11,7 +11,8 @@ from imps.errors import DatasetError
 from imps.io.serial_frames import (
     BoardInfo, Decoder, FrameType, LineDecoder, actuator_frame, hello_frame,
 )
-from imps.sim.board import SimulatedBoard, load_performance
+from imps.sim.board import SimulatedBoard
+from imps.sim.replay import load_performance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imps.sim.board import SimulatedBoard, load_performance
+from imps.sim.board import SimulatedBoard
+from imps.sim.replay import load_performance
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,25 +1,23 @@
 """The end-to-end parts of `imps bench`: start-up of the real box, scheduling
 error of played events, and input-to-output latency.
 
-Kept apart from bench.py because they drive the engine (imps.box.app.Box) and
-its inputs, whose API may move; each part degrades to a clearly labelled
-stand-in built from the same modules when the engine is not there, and a
-part that fails becomes a note in the results, never a crash of the bench.
+Kept apart from bench.py because they drive the whole box (imps.box.app.Box)
+and its inputs; a part that fails becomes a note in the results, never a
+crash of the bench.
 
 - ``ready``: ``imps run`` spawned with its own ``$NOTIFY_SOCKET``: time from
   spawn to ``READY=1``, then its peak resident memory (VmHWM) after it has
   played for a while.
 - ``schedule_error``: the box in duet mode (the model plays continuously);
   how late each model event left after its due time, taken once its OSC
-  message was sent (``box.engine.scheduler.lateness``). Stand-in: MDRNN + Scheduler.
+  message was sent (``box.engine.scheduler.lateness``).
 - ``input_to_output``: a sensor frame written to a pseudo-terminal, read by
   the serial input (added to the real box with ``Box.add_source``), through
   the engine in layered mode, where the model steps on the event and samples
   its companion, out as the companion's ``/model`` OSC message received on a
   UDP socket here, less the companion's predicted dt (the musical wait the
   model asked for, times the time scale). Also the OSC ``/interface`` ->
-  ``/model`` path through the box. Stand-in without the engine: SerialInput ->
-  MDRNN.step -> SoundOut, the modules the box uses.
+  ``/model`` path through the box.
 - ``midi_in_to_out``: a controller's CC through MidiInput and the box (layered)
   to its companion's first MIDI message at a synth, less the predicted wait,
   as ``input_to_output``; ``midi_in_to_echo`` to the MIDI thru. On virtual
@@ -42,15 +40,8 @@ import time
 import tty
 from pathlib import Path
 
+from ..threads import join_or_complain
 from .stats import row, summary
-
-
-def _engine_available() -> bool:
-    try:
-        import imps.box.app  # noqa: F401
-        return hasattr(imps.box.app, "Box")
-    except ImportError:
-        return False
 
 
 def _udp_listener():
@@ -183,35 +174,6 @@ def schedule_error_box(model, runtime: str, seconds: float) -> list[float]:
         return list(box.engine.scheduler.lateness)
 
 
-def schedule_error_standalone(model, runtime: str, seconds: float) -> list[float]:
-    """Stand-in without the engine: predict the next event while the current one waits,
-    schedule it at its predicted time on the box's Scheduler, send it as OSC."""
-    from ..io.osc import MODEL_VOICE, SoundOut
-    from ..model.runtime import MDRNN
-    from ..box.scheduler import Scheduler
-    sink, port = _udp_listener()
-    drain = _Drain(sink)
-    out = SoundOut("127.0.0.1", port)
-    model = MDRNN(model, runtime=runtime, seed=0)
-    sched = Scheduler(lambda ev: out.send(MODEL_VOICE, ev[1:]), capacity=8).start()
-    try:
-        r = [0.05] + [0.5] * (model.dimension - 1)
-        due = time.monotonic() + 0.05
-        end = due + seconds
-        while due < end:
-            r = model.predict(r)
-            due += min(max(r[0], 0.005), 0.2)     # bounded dt: enough events in a short run
-            while sched.pending() >= 4:
-                time.sleep(0.001)
-            sched.schedule(due, r)
-        time.sleep(0.3)
-    finally:
-        sched.stop()
-        drain.stop()
-        out.close()
-    return list(sched.lateness)
-
-
 class _Drain(threading.Thread):
     """Reads and discards a UDP socket (the box's sound output) until stopped."""
 
@@ -231,7 +193,7 @@ class _Drain(threading.Thread):
 
     def stop(self):
         self._halt.set()
-        self.join(1)
+        join_or_complain(self, 1, "UDP sink")
         self.sock.close()
 
 
@@ -360,40 +322,6 @@ def _frames_to_osc(write_frame, waiter: _OscWaiter, address: str, events: int, c
     return out
 
 
-def input_to_output_pipeline(model, runtime: str, events: int) -> list[float]:
-    """Sensor frame on a pty -> SerialInput -> MDRNN.step -> /performer OSC (no engine)."""
-    from ..io.osc import PERFORMER_VOICE, SoundOut
-    from ..model.runtime import MDRNN
-    from ..io.serial_input import SerialInput
-    mdrnn = MDRNN(model, runtime=runtime, seed=0)
-    waiter = _OscWaiter()
-    out = SoundOut("127.0.0.1", waiter.port)
-    controls = mdrnn.dimension - 1
-    last = [time.monotonic()]
-
-    def emit(values, channels=None):
-        now = time.monotonic()
-        dt, last[0] = now - last[0], now
-        out.send(PERFORMER_VOICE, values)
-        mdrnn.step([min(dt, 5.0), *values])
-
-    master, slave, path = _pty()
-    source = SerialInput(port=path, format="frames", hello_attempts=0)
-    source.start(emit)
-    try:
-        if not source.wait_connected(5.0):
-            raise RuntimeError(f"serial input did not open {path}: {source.last_error}")
-        time.sleep(0.05)
-        return _frames_to_osc(lambda b: os.write(master, b), waiter, PERFORMER_VOICE, events, controls,
-                              master=master)
-    finally:
-        source.stop()
-        out.close()
-        waiter.close()
-        os.close(master)
-        os.close(slave)
-
-
 def input_to_output_box_serial(model, runtime: str, events: int, echoes: list | None = None) -> list[float]:
     """Sensor frame on a pty -> SerialInput added to the real box (layered mode: the model
     steps on every event and samples its companion) -> engine -> scheduler -> the companion's
@@ -494,40 +422,51 @@ def _midi_events(send, arrivals, waits: "_CompanionWaits", events: int, flush=la
     return out, echoes
 
 
+def _midi_box(model, runtime: str, events: int, echoes, devices, transport: str, send, arrivals, clear):
+    """The box with MIDI in from ``devices[0]`` and synths out on ``devices[1:]`` (model, thru):
+    CCs sent with ``send``, timed by ``arrivals``; ``clear()`` empties the synths before each event."""
+    keys, synth, thru = devices
+    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
+        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys, synth, thru, transport))
+        box.start()
+        try:
+            if not _wait(lambda: box.midi_in.status()["devices"] and len(box.midi_out.status()["devices"]) == 2):
+                raise RuntimeError(f"the box did not open the {transport} MIDI devices")
+
+            def flush():
+                box.engine.scheduler.clear()      # nothing left over from the previous event
+                clear()
+            out, echo = _midi_events(send, arrivals, _CompanionWaits(box), events, flush)
+            if echoes is not None:
+                echoes.extend(echo)
+            return out
+        finally:
+            box.stop()
+
+
 def input_to_output_box_midi(model, runtime: str, events: int, echoes: list | None = None) -> list[float]:
     """A MIDI controller's CC -> MidiInput -> the real box (layered: the model steps on the event and
     samples its companion) -> scheduler -> MidiOutput -> the synth, less the companion's predicted
     wait: virtual devices, the path an ALSA port takes above python-rtmidi."""
     from ..io.midi import virtual
     tag = os.getpid()
-    keys, synth, thru = f"bench keys {tag}", f"bench synth {tag}", f"bench thru {tag}"
-    kdev, sdev, tdev = virtual.SYSTEM.plug(keys), virtual.SYSTEM.plug(synth), virtual.SYSTEM.plug(thru)
-    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
-        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys, synth, thru, "virtual"))
-        box.start()
-        try:
-            if not _wait(lambda: box.midi_in.status()["devices"] and len(box.midi_out.status()["devices"]) == 2):
-                raise RuntimeError("the box did not open the virtual MIDI devices")
-            waits = _CompanionWaits(box)
+    names = (f"bench keys {tag}", f"bench synth {tag}", f"bench thru {tag}")
+    kdev, sdev, tdev = (virtual.SYSTEM.plug(name) for name in names)
 
-            def arrivals(timeout):           # the devices record their own arrival times
-                sdev.wait_for(lambda ms: len(ms) > 0, timeout)
-                tdev.wait_for(lambda ms: len(ms) > 0, 0.5)
-                return (sdev.received[0][0] if sdev.received else None,
-                        tdev.received[0][0] if tdev.received else None)
+    def arrivals(timeout):           # the devices record their own arrival times
+        sdev.wait_for(lambda ms: len(ms) > 0, timeout)
+        tdev.wait_for(lambda ms: len(ms) > 0, 0.5)
+        return (sdev.received[0][0] if sdev.received else None,
+                tdev.received[0][0] if tdev.received else None)
 
-            def flush():
-                box.engine.scheduler.clear()      # nothing left over from the previous event
-                sdev.clear()
-                tdev.clear()
-            out, echo = _midi_events(kdev.send, arrivals, waits, events, flush)
-            if echoes is not None:
-                echoes.extend(echo)
-            return out
-        finally:
-            box.stop()
-            for name in (keys, synth, thru):
-                virtual.SYSTEM.unplug(name)
+    def clear():
+        sdev.clear()
+        tdev.clear()
+    try:
+        return _midi_box(model, runtime, events, echoes, names, "virtual", kdev.send, arrivals, clear)
+    finally:
+        for name in names:
+            virtual.SYSTEM.unplug(name)
 
 
 def input_to_output_box_din(model, runtime: str, events: int, echoes: list | None = None) -> list[float]:
@@ -535,43 +474,33 @@ def input_to_output_box_din(model, runtime: str, events: int, echoes: list | Non
     others (TX to the synth, and the thru). Ptys do not pace bytes: a real 31,250 baud line adds
     0.96 ms per 3-byte message each way."""
     ptys = [_pty() for _ in range(3)]          # keys, synth, thru: (master, slave, path)
-    (keys_m, _, keys_p), (synth_m, _, synth_p), (thru_m, _, thru_p) = ptys
-    with tempfile.TemporaryDirectory(prefix="imps-bench-") as tmp:
-        box = _make_box(_midi_overrides(model, runtime, _model_dimension(model), tmp, keys_p, synth_p, thru_p, "din"))
-        box.start()
-        try:
-            if not _wait(lambda: box.midi_in.status()["devices"] and len(box.midi_out.status()["devices"]) == 2):
-                raise RuntimeError("the box did not open the DIN MIDI ptys")
-            waits = _CompanionWaits(box)
+    (keys_m, _, _), (synth_m, _, _), (thru_m, _, _) = ptys
 
-            def arrivals(timeout):           # first bytes on each pty, whichever comes first
-                seen = {}
-                end = time.monotonic() + timeout
-                while len(seen) < 2:
-                    left = end - time.monotonic()
-                    ready = select.select([fd for fd in (synth_m, thru_m) if fd not in seen], [], [],
-                                          max(0.0, left))[0] if left > 0 else []
-                    if not ready:
-                        break
-                    now = time.monotonic()
-                    for fd in ready:
-                        seen[fd] = now
-                return seen.get(synth_m), seen.get(thru_m)
+    def arrivals(timeout):           # first bytes on each pty, whichever comes first
+        seen = {}
+        end = time.monotonic() + timeout
+        while len(seen) < 2:
+            left = end - time.monotonic()
+            ready = select.select([fd for fd in (synth_m, thru_m) if fd not in seen], [], [],
+                                  max(0.0, left))[0] if left > 0 else []
+            if not ready:
+                break
+            now = time.monotonic()
+            for fd in ready:
+                seen[fd] = now
+        return seen.get(synth_m), seen.get(thru_m)
 
-            def flush():
-                box.engine.scheduler.clear()
-                time.sleep(0.002)
-                _drain_fd(synth_m)
-                _drain_fd(thru_m)
-            out, echo = _midi_events(lambda m: os.write(keys_m, m.bin()), arrivals, waits, events, flush)
-            if echoes is not None:
-                echoes.extend(echo)
-            return out
-        finally:
-            box.stop()
-            for master, slave, _ in ptys:
-                os.close(master)
-                os.close(slave)
+    def clear():
+        time.sleep(0.002)
+        _drain_fd(synth_m)
+        _drain_fd(thru_m)
+    try:
+        return _midi_box(model, runtime, events, echoes, [path for _, _, path in ptys], "din",
+                         lambda m: os.write(keys_m, m.bin()), arrivals, clear)
+    finally:
+        for master, slave, _ in ptys:
+            os.close(master)
+            os.close(slave)
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:
@@ -585,25 +514,7 @@ def _wait(predicate, timeout: float = 10.0) -> bool:
 
 def _box_interface_port(box) -> int:
     """The UDP port the box's /interface receiver is bound to (asked for port 0)."""
-    for receiver in getattr(box, "receivers", ()):
-        if getattr(receiver, "name", "") == "interface" and getattr(receiver, "port", 0):
-            return receiver.port
-    for path in ("interface_port", "engine.interface_port", "osc_in.port", "interface.port",
-                 "interface_receiver.port", "inputs.interface.port"):
-        obj = box
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        if isinstance(obj, int) and obj > 0:
-            return obj
-    for name in dir(box):
-        obj = getattr(box, name, None)
-        sock = getattr(obj, "sock", None) or getattr(obj, "socket", None)
-        if isinstance(sock, socket.socket) and getattr(obj, "name", "") in ("interface", "osc"):
-            return sock.getsockname()[1]
-    raise RuntimeError("cannot find the box's /interface port (imps.box.app.Box API changed?)")
+    return next(r.port for r in box.receivers if r.name == "interface")
 
 
 # -- all of it --------------------------------------------------------------------
@@ -637,7 +548,6 @@ def run_all(model, runtime: str, seconds: float, log=print,
     rows, notes = [], {}
     common = dict(runtime=runtime, threads=1, model=Path(model).name)
     events = max(50, int(seconds * 60))
-    engine = _engine_available()
 
     def attempt(key, fn):
         try:
@@ -646,66 +556,51 @@ def run_all(model, runtime: str, seconds: float, log=print,
             notes[key] = f"not measured: {type(exc).__name__}: {exc}"
             log(f"bench: {key}: {notes[key]}")
 
-    if engine:
-        attempt("ready", lambda: rows.extend(bench_ready(model, runtime, 3)))
+    attempt("ready", lambda: rows.extend(bench_ready(model, runtime, 3)))
 
-        def box_schedule():
-            lateness = schedule_error_box(model, runtime, seconds)
-            rows.append(row("schedule_error", summary([s * 1e3 for s in lateness]), note="box duet", **common))
-        attempt("schedule_error", box_schedule)
+    def box_schedule():
+        lateness = schedule_error_box(model, runtime, seconds)
+        rows.append(row("schedule_error", summary([s * 1e3 for s in lateness]), note="box duet", **common))
+    attempt("schedule_error", box_schedule)
 
-        def box_serial():
+    def box_serial():
+        echoes = []
+        lat = input_to_output_box_serial(model, runtime, events, echoes)
+        rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="serial box layered",
+                        **common))
+        if echoes:
+            rows.append(row("input_to_echo", summary([s * 1e3 for s in echoes]), note="serial box layered",
+                            **common))
+    attempt("input_to_output_serial", box_serial)
+
+    def box_osc():
+        lat = input_to_output_box_osc(model, runtime, events)
+        rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="osc box layered",
+                        **common))
+    attempt("input_to_output_osc", box_osc)
+
+    def box_midi():
+        for note, fn in (("midi box layered", input_to_output_box_midi),
+                         ("midi din box layered", input_to_output_box_din)):
             echoes = []
-            lat = input_to_output_box_serial(model, runtime, events, echoes)
-            rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="serial box layered",
-                            **common))
+            lat = fn(model, runtime, events, echoes)
+            rows.append(row("midi_in_to_out", summary([s * 1e3 for s in lat]), note=note, **common))
             if echoes:
-                rows.append(row("input_to_echo", summary([s * 1e3 for s in echoes]), note="serial box layered",
-                                **common))
-        attempt("input_to_output_serial", box_serial)
+                rows.append(row("midi_in_to_echo", summary([s * 1e3 for s in echoes]), note=note, **common))
+    attempt("midi_in_to_out", box_midi)
 
-        def box_osc():
-            lat = input_to_output_box_osc(model, runtime, events)
-            rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="osc box layered",
-                            **common))
-        attempt("input_to_output_osc", box_osc)
-
-        def box_midi():
-            for note, fn in (("midi box layered", input_to_output_box_midi),
-                             ("midi din box layered", input_to_output_box_din)):
-                echoes = []
-                lat = fn(model, runtime, events, echoes)
-                rows.append(row("midi_in_to_out", summary([s * 1e3 for s in lat]), note=note, **common))
-                if echoes:
-                    rows.append(row("midi_in_to_echo", summary([s * 1e3 for s in echoes]), note=note, **common))
-        attempt("midi_in_to_out", box_midi)
-
-        def box_realtime():
-            rt = f"SCHED_FIFO {realtime}"
-            try:
-                with fifo(realtime):
-                    serial = input_to_output_box_serial(model, runtime, events)
-                    midi = input_to_output_box_midi(model, runtime, events)
-            except PermissionError:
-                raise PermissionError(f"{rt} refused: needs root, CAP_SYS_NICE or LimitRTPRIO={realtime}") from None
-            rows.append(row("input_to_output", summary([s * 1e3 for s in serial]),
-                            note=f"serial box layered, {rt}", **common))
-            rows.append(row("midi_in_to_out", summary([s * 1e3 for s in midi]),
-                            note=f"midi box layered, {rt}", **common))
-        if realtime:
-            attempt("realtime", box_realtime)
-        return rows, notes
-    else:
-        notes["engine"] = "imps.box.app.Box not present: ready, box scheduling and box OSC latency not measured"
-
-        def standalone_schedule():
-            lateness = schedule_error_standalone(model, runtime, seconds)
-            rows.append(row("schedule_error", summary([s * 1e3 for s in lateness]),
-                            note="scheduler standalone", **common))
-        attempt("schedule_error", standalone_schedule)
-
-    def serial_pipeline():
-        lat = input_to_output_pipeline(model, runtime, events)
-        rows.append(row("input_to_output", summary([s * 1e3 for s in lat]), note="serial pipeline", **common))
-    attempt("input_to_output_serial", serial_pipeline)
+    def box_realtime():
+        rt = f"SCHED_FIFO {realtime}"
+        try:
+            with fifo(realtime):
+                serial = input_to_output_box_serial(model, runtime, events)
+                midi = input_to_output_box_midi(model, runtime, events)
+        except PermissionError:
+            raise PermissionError(f"{rt} refused: needs root, CAP_SYS_NICE or LimitRTPRIO={realtime}") from None
+        rows.append(row("input_to_output", summary([s * 1e3 for s in serial]),
+                        note=f"serial box layered, {rt}", **common))
+        rows.append(row("midi_in_to_out", summary([s * 1e3 for s in midi]),
+                        note=f"midi box layered, {rt}", **common))
+    if realtime:
+        attempt("realtime", box_realtime)
     return rows, notes

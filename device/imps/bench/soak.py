@@ -55,6 +55,7 @@ from ..io.log import PERFORMER, read_log
 from ..io.osc import INTERFACE, encode_floats
 from ..io.serial_frames import FIXED_ONE
 from ..sim.board import SimulatedBoard
+from ..threads import join_or_complain
 
 FAULTS = ("kill -9", "unplug", "garbage", "flood", "bad model", "bad config", "disk full", "control fuzz")
 #: An event sent this long before a kill -9 may be lost in flight (socket buffer, inbox, log queue).
@@ -221,7 +222,7 @@ class BoxProcess:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(1)
+        join_or_complain(self._thread, 1, "soak notify reader")
         self.notify.close()
 
     def stderr_text(self) -> str:

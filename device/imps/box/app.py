@@ -33,6 +33,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import DeviceError, ImpsError
+from ..io.inputs import InputSource
 from ..io.log import LogWriter
 from ..io.midi.source import MidiInput
 from ..io.midi.voice import MidiOutput
@@ -66,7 +67,7 @@ class Box:
         self.notifier = notifier or Notifier()
         self.board = board              # a simulated sensor board (--simulate) the box stops with itself
         self.status_parts = []          # more status-line texts: callables returning a string or None
-        self.sources = []
+        self.sources: list[InputSource] = []   # every performer input but OSC (a receiver, below)
         self.serial: SerialInput | None = None
         self.actuator: ActuatorOutput | None = None
         self.gpio: Pins | None = None   # the open gpiozero pin factory
@@ -103,7 +104,7 @@ class Box:
             self.supervisor.watch("log writer", lambda: self.logwriter.thread)
 
     # ------------------------------------------------------------ parts
-    def add_source(self, source) -> None:
+    def add_source(self, source: InputSource) -> None:
         self.sources.append(source)
 
     def _start_hardware(self) -> None:

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from .. import ranges
 from ..io.log import MODEL, PERFORMER
 from ..io.osc import MODEL_VOICE, PERFORMER_VOICE, SILENCE
-from ..model.rows import MAX_DT, MIN_DT
+from ..model.rows import MAX_DT, MIN_DT, clip01
 from ..modes import Mode
-from ..threads import SupervisedThread
+from ..threads import SupervisedThread, join_or_complain
 from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,7 @@ class Engine:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._wake()
-        if self.thread.ident is not None:   # started (a box that failed to start stops too)
-            self.thread.join(timeout)
+        join_or_complain(self.thread, timeout, "prediction loop")   # not started: a box that failed to start
         self.scheduler.stop(timeout)
         self._silence()
 
@@ -224,7 +223,7 @@ class Engine:
                 v = float(v)
                 if not v == v:  # NaN
                     raise ValueError("NaN")
-                new[i] = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
+                new[i] = clip01(v)
         except (ValueError, TypeError, IndexError):
             self.stats.bad_inputs += 1
             return

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from typing import Callable
 
-from ..threads import SupervisedThread
+from ..threads import SupervisedThread, join_or_complain
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ class Scheduler:
         self._stop.set()
         with self._cond:
             self._cond.notify()
-        if self.thread.ident is not None:
-            self.thread.join(timeout)
+        join_or_complain(self.thread, timeout, "scheduler")
 
     def schedule(self, due: float, event) -> bool:
         """Queue ``event`` to be played at monotonic time ``due``; False if full or ``due`` is not finite."""
@@ -92,10 +91,6 @@ class Scheduler:
 
     def pending(self) -> int:
         return len(self._heap)
-
-    def next_due(self) -> float | None:
-        heap = self._heap
-        return heap[0][0] if heap else None
 
     def _run(self) -> None:
         clock = self.clock

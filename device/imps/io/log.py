@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LogFormatError
-from ..threads import start_thread
+from ..threads import join_or_complain, start_thread
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class LogWriter:
     def close(self, timeout: float = 2.0) -> None:
         """Write what is queued, fsync and close."""
         self._queue.put(None)
-        self._thread.join(timeout)
+        join_or_complain(self._thread, timeout, "log writer")
         if self._file is not None:
             try:
                 self._file.sync()

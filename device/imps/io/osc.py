@@ -38,7 +38,7 @@ from typing import Callable
 from pythonosc.dispatcher import Dispatcher
 
 from ..errors import NetworkError, OscError
-from ..threads import SupervisedThread
+from ..threads import SupervisedThread, join_or_complain
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +279,7 @@ class OscReceiver:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.thread.ident is not None:
-            self.thread.join(2.0)
+        join_or_complain(self.thread, 2.0, f"OSC {self.name} receiver")
         self.sock.close()
 
     def kernel_drops(self) -> int | None:

@@ -20,6 +20,7 @@ from enum import IntEnum
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import SerialFrameError
+from ..model.rows import clip01
 
 PROTOCOL_VERSION = 1
 MAX_CHANNELS = 16
@@ -124,9 +125,7 @@ def cobs_decode(chunk: bytes) -> bytes:
 
 def to_fixed(x: float) -> int:
     """A control in [0, 1] as u16 fixed point (clipped; NaN becomes 0)."""
-    if not x == x:  # NaN
-        return 0
-    return int(round(min(1.0, max(0.0, float(x))) * FIXED_ONE))
+    return int(round(clip01(float(x)) * FIXED_ONE))
 
 
 def from_fixed(v: int) -> float:

@@ -34,6 +34,7 @@ import serial
 import serial.tools.list_ports
 
 from ..errors import ConfigError
+from ..model.rows import to_unit
 from ..threads import join_or_complain, start_thread
 from .inputs import Emit
 from .serial_frames import (
@@ -116,12 +117,6 @@ def resolve_port(spec: str) -> Optional[str]:
         matches = sorted(glob.glob(spec))
         return matches[0] if matches else None
     return spec if os.path.exists(spec) else None
-
-
-def calibrate(value: float, lo: float, hi: float) -> float:
-    """Map raw [lo, hi] onto [0, 1], clipped (lo > hi inverts)."""
-    x = (value - lo) / (hi - lo)
-    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
 
 
 class SerialInput:
@@ -397,7 +392,7 @@ class SerialInput:
             else:
                 continue
             if s.calibration is not None and i < len(s.calibration):
-                v = calibrate(v, *s.calibration[i])
+                v = to_unit(v, *s.calibration[i])
             else:
                 v = 0.0 if v < 0.0 else 1.0 if v > 1.0 else v
             values.append(v)

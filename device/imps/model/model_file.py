@@ -57,10 +57,6 @@ def state_names(layers: int) -> list[str]:
     return [f"{kind}{i}" for i in range(layers) for kind in ("h", "c")]
 
 
-def params_size(dimension: int, mixtures: int) -> int:
-    return 2 * mixtures * dimension + mixtures
-
-
 def shape_from_params_size(size: int, dimension: int) -> int:
     """Mixture count K from the output size 2*K*D + K, or a ModelError."""
     k, rem = divmod(size, 2 * dimension + 1)

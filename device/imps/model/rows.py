@@ -24,12 +24,14 @@ def dimension(n_controls: int) -> int:
     return n_controls + 1
 
 
-def make_row(dt: float, controls) -> np.ndarray:
-    """A float32 row ``[dt, *controls]``."""
-    row = np.empty(len(controls) + 1, dtype=np.float32)
-    row[0] = dt
-    row[1:] = controls
-    return row
+def clip01(x: float) -> float:
+    """A control held to [0, 1] (NaN becomes 0): the one clip every part of the box uses."""
+    return CONTROL_MIN if not x >= CONTROL_MIN else (CONTROL_MAX if x > CONTROL_MAX else x)
+
+
+def to_unit(value: float, low: float, high: float) -> float:
+    """A raw value in [low, high] onto [0, 1], clipped (low > high inverts): calibration, MIDI data."""
+    return clip01((value - low) / (high - low))
 
 
 def valid_rows(rows: np.ndarray, max_dt: float | None = None) -> np.ndarray:
@@ -46,11 +48,3 @@ def valid_rows(rows: np.ndarray, max_dt: float | None = None) -> np.ndarray:
             ok &= rows[:, 0] <= max_dt
         ok &= ((rows[:, 1:] >= CONTROL_MIN) & (rows[:, 1:] <= CONTROL_MAX)).all(axis=1)
     return ok
-
-
-def clip_row(row: np.ndarray, min_dt: float = MIN_DT) -> np.ndarray:
-    """Clip a predicted row in place to the convention: dt >= min_dt, controls in [0, 1]."""
-    if row[0] < min_dt:
-        row[0] = min_dt
-    np.clip(row[1:], CONTROL_MIN, CONTROL_MAX, out=row[1:])
-    return row

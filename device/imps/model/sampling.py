@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .rows import CONTROL_MAX, CONTROL_MIN, MAX_DT, MIN_DT
+from .rows import MAX_DT, MIN_DT, clip01
 
 BLOCK = 4096
 
@@ -98,7 +98,7 @@ class Sampler:
         z, n = self._normals(d)
         row = [mu * inv + sg * spread * e for mu, sg, e in zip(mus, sigmas, z[n:n + d])]
         dt = row[0]
-        row[1:] = [CONTROL_MIN if not v >= CONTROL_MIN else (CONTROL_MAX if v > CONTROL_MAX else v) for v in row[1:]]
+        row[1:] = [clip01(v) for v in row[1:]]
         if not dt >= MIN_DT:  # also catches NaN
             row[0] = MIN_DT
         elif dt > MAX_DT:  # also catches inf

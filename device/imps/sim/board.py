@@ -27,46 +27,13 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..errors import DatasetError, DeviceError
-from ..model.dataset import load_dataset
 from ..io.serial_frames import (
     BoardInfo, Decoder, FrameType, PROTOCOL_VERSION, hello_reply_frame, sensor_frame,
 )
 from ..threads import join_or_complain
+from .replay import Phrasing, load_performance
 
 log = logging.getLogger("imps.simboard")
-
-
-def load_performance(path, index: int = 0, *, trusted_pickle: bool = False) -> np.ndarray:
-    """Rows (N, D) of one performance from a dataset file.
-
-    The project's own format loads without pickle. A published pickled dataset
-    (``perfs`` object array) loads only with ``trusted_pickle=True``: unpickling
-    can run code, so it is an explicit choice.
-    """
-    try:
-        ds = load_dataset(path)
-        if not 0 <= index < len(ds):
-            raise DatasetError(f"{path}: performance {index} asked for, it has {len(ds)}")
-        return ds.performance(index)
-    except DatasetError:
-        try:
-            with np.load(path, allow_pickle=False) as z:   # listing the members never unpickles
-                pickled = "perfs" in z.files
-        except (OSError, ValueError):
-            pickled = False
-        if not pickled:
-            raise
-        if not trusted_pickle:
-            raise DatasetError(f"{path}: a published pickled dataset ('perfs'); loading it can run code, "
-                               f"so pass trusted_pickle=True (--trusted-pickle) if you trust the file") from None
-    with np.load(path, allow_pickle=True) as z:
-        perfs = z["perfs"]
-        if not 0 <= index < len(perfs):
-            raise DatasetError(f"{path}: performance {index} asked for, it has {len(perfs)}")
-        rows = np.asarray(perfs[index], dtype=np.float32)
-    if rows.ndim != 2 or rows.shape[1] < 2:
-        raise DatasetError(f"{path}: performance {index} has shape {rows.shape}, expected (N, D>=2)")
-    return rows
 
 
 class SimulatedBoard:
@@ -180,8 +147,8 @@ class SimulatedBoard:
     def _run(self) -> None:
         index = 0
         now = time.monotonic()
-        due = now + self._gap(0)
-        phrase_start = now
+        phrasing = Phrasing(self.time_scale, self.max_dt, self.phrase_seconds, self.rest_seconds, start=now)
+        due = now + phrasing.gap(self.rows[0, 0])
         last_sent = now
         values = None
         while not self._stop.is_set():
@@ -206,22 +173,13 @@ class SimulatedBoard:
                     else:
                         self._finished.set()
                 if index < len(self.rows):
-                    due = max(due + self._gap(index), now - 0.5)
-                    if self.phrase_seconds and self.rest_seconds > 0 and due - phrase_start >= self.phrase_seconds:
-                        due += self.rest_seconds   # a rest: the performer listens
-                        phrase_start = due
+                    due = phrasing.next_due(due, self.rows[index, 0], floor=now - 0.5)
                 else:
                     due = float("inf")
             elif (self.heartbeat and values is not None and now - last_sent >= self.heartbeat):
                 with self._lock:
                     self._send_values(values)
                 last_sent = now
-
-    def _gap(self, index: int) -> float:
-        dt = float(self.rows[index, 0])
-        if self.max_dt is not None:
-            dt = min(dt, self.max_dt)
-        return dt * self.time_scale
 
     def _poll_input(self, wait: float) -> None:
         ready, _, _ = select.select([self._master], [], [], wait)

@@ -11,15 +11,8 @@ import time
 
 import numpy as np
 
-from ..errors import DatasetError
-from ..model.dataset import load_dataset
-
-
-def load_performance(path, index: int = 0) -> np.ndarray:
-    dataset = load_dataset(path)
-    if not 0 <= index < len(dataset):
-        raise DatasetError(f"{path}: no performance {index} (it has {len(dataset)})")
-    return dataset.performance(index)
+from ..threads import join_or_complain
+from .replay import Phrasing
 
 
 class ReplayPerformer:
@@ -44,15 +37,15 @@ class ReplayPerformer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
+        thread, self._thread = self._thread, None
+        join_or_complain(thread, 2.0, "simulated performer")
 
     def status(self) -> dict:
         return {"sent": self.sent, "finished": self.finished.is_set()}
 
     def _run(self, emit) -> None:
         due = time.monotonic()
-        phrase_start = due
+        phrasing = Phrasing(self.time_scale, self.max_dt, self.phrase_seconds, self.rest_seconds, start=due)
         i = 0
         n = len(self.rows)
         while not self._stop.is_set():
@@ -61,10 +54,7 @@ class ReplayPerformer:
                     break
                 i = 0
             dt, controls = self.rows[i, 0], self.rows[i, 1:]
-            due += min(dt, self.max_dt) * self.time_scale
-            if self.rest_seconds > 0 and due - phrase_start >= self.phrase_seconds:
-                due += self.rest_seconds  # a rest: the performer listens
-                phrase_start = due
+            due = phrasing.next_due(due, dt)
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 break
             emit(controls.tolist(), None)

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from ..box.config import DEFAULT_PERFORMANCE
 from ..errors import ConfigError
-from .board import SimulatedBoard, load_performance
+from .board import SimulatedBoard
 from .performer import ReplayPerformer
+from .replay import load_performance
 
 SIMULATED_BOARD = "sensor-board"     # the pty's stable link, in a temporary directory
 

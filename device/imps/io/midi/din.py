@@ -25,6 +25,7 @@ import mido.ports
 import serial
 
 from ...threads import SupervisedThread, join_or_complain
+from .ports import CallbackInput
 
 log = logging.getLogger("imps.midi")
 
@@ -122,7 +123,7 @@ class DinParser:
                 self._sysex = None
 
 
-class DinInput(mido.ports.BaseInput):
+class DinInput(CallbackInput):
     """A DIN MIDI input on a serial port: a reader thread feeds :class:`DinParser` and
     calls ``callback(msg)`` (or queues messages for ``receive()`` when there is none).
 
@@ -160,12 +161,7 @@ class DinInput(mido.ports.BaseInput):
                     continue
                 for msg in self.stream.feed(data):
                     self.received += 1
-                    callback = self.callback
-                    if callback is not None:
-                        callback(msg)
-                    else:
-                        with self._lock:
-                            self._messages.append(msg)
+                    self._deliver(msg)
         except (serial.SerialException, OSError, TypeError) as exc:   # pyserial raises TypeError on a closed fd
             if not self._stop.is_set():
                 self.last_error = f"DIN MIDI input {self.name} lost: {exc}"

@@ -15,6 +15,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mido
 
+from ...model.rows import clip01, to_unit
 from .settings import Rule
 
 PITCH_CENTRE = 8192
@@ -25,18 +26,9 @@ CHANNEL_TYPES = frozenset(("note_on", "note_off", "control_change", "pitchwheel"
                            "polytouch", "program_change"))
 
 
-def to_unit(value: int, low: int = 0, high: int = 127) -> float:
-    """A MIDI data value in [low, high] as [0, 1], clipped (low > high inverts)."""
-    x = (value - low) / (high - low)
-    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
-
-
 def to_midi(value: float, low: int = 0, high: int = 127) -> int:
     """A value in [0, 1] (clipped; NaN is 0) as a MIDI data value in [low, high], rounded half up."""
-    if not value > 0.0:          # also NaN
-        value = 0.0
-    elif value > 1.0:
-        value = 1.0
+    value = clip01(value)
     return int(low + value * (high - low) + 0.5) if high >= low else int(low - value * (low - high) + 0.5)
 
 

@@ -22,6 +22,7 @@ import mido
 import numpy as np
 
 from ...errors import DatasetError
+from ...threads import join_or_complain
 from . import virtual
 from .mapping import InputMap
 from .settings import Rule
@@ -134,8 +135,7 @@ class MidiFilePlayer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
+        join_or_complain(self._thread, 2.0, "MIDI file player")
         self.system.unplug(self.device_name)
 
     def _run(self) -> None:

@@ -12,79 +12,43 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Optional
 
-from ...threads import SupervisedThread, join_or_complain
 from ..inputs import Emit
+from .devices import Devices
 from .mapping import CHANNEL_TYPES, InputMap
 from .settings import MidiSettings
-from .watcher import PortWatcher
 
 log = logging.getLogger("imps.midi")
 
 
-class Rate:
-    """Events per second over the last second or so, from a running total."""
-
-    def __init__(self):
-        self._t, self._n, self.value = time.monotonic(), 0, 0.0
-
-    def update(self, total: int) -> float:
-        now = time.monotonic()
-        if now - self._t >= 1.0:
-            self.value = (total - self._n) / (now - self._t)
-            self._t, self._n = now, total
-        return self.value
-
-
-class MidiInput:
+class MidiInput(Devices):
     """The ``[[midi.input]]`` devices as one input source."""
 
     name = "midi"
+    thread_name = "imps-midi-in"
+    what = "MIDI input"
 
     def __init__(self, settings: MidiSettings, system=None):
-        self.settings = settings
+        super().__init__(settings, settings.input, "input", self._open_port, system=system)
         self.maps = [InputMap(d.map) for d in settings.input]
         self.counters = dict(received=0, events=0, unmapped=0, ignored=0, callback_errors=0, errors=0)
         self._count_lock = threading.Lock()   # ports of different devices deliver from different threads
         self._emit: Optional[Emit] = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._rate = Rate()
-        self.watcher = PortWatcher(settings.input, "input", self._open_port,
-                                   max_sysex=settings.max_sysex, system=system)
 
     # -- InputSource -------------------------------------------------------------
     def start(self, emit: Emit) -> None:
         if self._thread is not None:
             raise RuntimeError("MidiInput already started")
         self._emit = emit
-        self._thread = SupervisedThread(self._run, "imps-midi-in")
-        self._thread.start()
+        self._start_thread()
 
     def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        join_or_complain(thread, timeout, "MIDI input")
-        self.watcher.close_all()
-
-    @property
-    def thread(self) -> Optional[threading.Thread]:
-        """The running (scanning) thread, None when stopped: for the box's supervision."""
-        return self._thread
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        self._stop_thread(timeout)
 
     def status(self) -> dict:
-        st = dict(self.counters)
-        st.update(devices=self.watcher.names(), per_second=self._rate.update(self.counters["received"]),
-                  reconnects=max(0, self.watcher.connects - len(self.watcher.ports)),
-                  last_error=self.watcher.last_error, garbage=self._garbage())
-        return st
+        return self._status(self.counters["received"], garbage=self._garbage(),
+                            reconnects=max(0, self.watcher.connects - len(self.watcher.ports)))
 
     def rescan(self) -> None:
         """Look for ports now (the thread also does it every scan_interval)."""

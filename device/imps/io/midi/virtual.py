@@ -23,6 +23,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import mido
 import mido.ports
 
+from .ports import CallbackInput
+
 
 class VirtualDevice:
     """One device: a controller (sends to the box), a synth (receives from it), or both."""
@@ -73,7 +75,7 @@ class VirtualDevice:
             self._cond.notify_all()
 
 
-class VirtualInput(mido.ports.BaseInput):
+class VirtualInput(CallbackInput):
     """The box's input port on a virtual device (messages the device sends)."""
 
     _device_type = "virtual"
@@ -85,14 +87,8 @@ class VirtualInput(mido.ports.BaseInput):
         device._inputs.append(self)
 
     def _deliver(self, msg: mido.Message) -> None:
-        if self.closed:
-            return
-        callback = self.callback
-        if callback is not None:
-            callback(msg)
-        else:
-            with self._lock:
-                self._messages.append(msg)
+        if not self.closed:
+            super()._deliver(msg)
 
     def _close(self) -> None:
         try:

@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
-from typing import Optional
 
-from ...threads import SupervisedThread, join_or_complain
 from ..osc import MODEL_VOICE, PERFORMER_VOICE, SILENCE
+from .devices import Devices
 from .mapping import OutputMap
 from .settings import MidiSettings
-from .source import Rate
-from .watcher import PortWatcher
 
 log = logging.getLogger("imps.midi")
 
@@ -49,21 +45,19 @@ def describe(msg) -> str:
     return t
 
 
-class MidiOutput:
+class MidiOutput(Devices):
     """The ``[[midi.output]]`` devices as one voice."""
 
+    thread_name = "imps-midi-out"
+    what = "MIDI output scanner"
+
     def __init__(self, settings: MidiSettings, system=None):
-        self.settings = settings
+        super().__init__(settings, settings.output, "output", self._open_port, self._changed, system=system)
         self.maps = [OutputMap(d.map) for d in settings.output]
         self.voices = [frozenset(d.voices) for d in settings.output]
         self.counters = dict(sent=0, dropped=0, errors=0)
         self.last = deque(maxlen=6)          # the last messages sent, for the status line
         self._lock = threading.Lock()        # the engine and scheduler threads both send
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._rate = Rate()
-        self.watcher = PortWatcher(settings.output, "output", self._open_port, self._changed,
-                                   max_sysex=settings.max_sysex, system=system)
 
     # -- the voice -----------------------------------------------------------------
     def send(self, address: str, values=()) -> None:
@@ -86,31 +80,16 @@ class MidiOutput:
 
     def start(self) -> "MidiOutput":
         self.watcher.scan()                  # outputs present at start are there before the first note
-        self._thread = SupervisedThread(self._run, "imps-midi-out")
-        self._thread.start()
+        self._start_thread()
         return self
 
     def close(self) -> None:
         """Silence, stop looking for devices, close the ports."""
         self.silence()
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        join_or_complain(thread, 2.0, "MIDI output scanner")
-        self.watcher.close_all()
-
-    @property
-    def thread(self) -> Optional[threading.Thread]:
-        """The running scanner thread (None when stopped), for the box's supervision."""
-        return self._thread
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        self._stop_thread(2.0)
 
     def status(self) -> dict:
-        st = dict(self.counters)
-        st.update(devices=self.watcher.names(), per_second=self._rate.update(self.counters["sent"]),
-                  last=" ".join(self.last), last_error=self.watcher.last_error)
-        return st
+        return self._status(self.counters["sent"], last=" ".join(self.last))
 
     # -- ports ---------------------------------------------------------------------
     def _write(self, index: int, messages) -> None:
