@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 IMPSY_SIDE = Path(__file__).resolve().parent / "impsy_side.py"
-#: The design target (/work/shared/DESIGN.md): on IMPSY's own model a prediction costs at most a fifth of IMPSY's.
+#: The target (docs/benchmarks.md, "The targets"): on IMPSY's own model a prediction costs at most a fifth of IMPSY's.
 TARGET_RATIO = 5.0
 
 
