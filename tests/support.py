@@ -59,3 +59,13 @@ def box_overrides(tmp_path: Path, sound_port: int, mode: str = "user", model=Non
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
     return overrides
+
+
+def performance(n=400, dt=0.01, d=3):
+    """A smooth synthetic performance: n rows of (dt, d slow sines in [0, 1])."""
+    t = np.arange(n)
+    rows = np.empty((n, d + 1), dtype=np.float32)
+    rows[:, 0] = dt
+    for j in range(d):
+        rows[:, j + 1] = (np.sin(t / (7.0 + j)) + 1) / 2
+    return rows

@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from imps.box.health import NO_BOARD_GRACE
@@ -26,7 +25,7 @@ from imps.io.log import read_log
 from imps.modes import Mode
 from imps.io.serial_frames import sensor_frame
 from imps.sim.board import SimulatedBoard
-from support import wait_for
+from support import performance, wait_for
 
 EXAMPLE = PACKAGE_DIR / "box.example.toml"
 LEDS = (5, 6, 13, 19)          # the default panel's mode LEDs, in Mode order
@@ -39,15 +38,6 @@ def leds(box):
 
 def lit(mode):
     return tuple(i == list(Mode).index(mode) for i in range(len(LEDS)))
-
-
-def performance(n=400, dt=0.01, d=3):
-    t = np.arange(n)
-    rows = np.empty((n, d + 1), dtype=np.float32)
-    rows[:, 0] = dt
-    for j in range(d):
-        rows[:, j + 1] = (np.sin(t / (7.0 + j)) + 1) / 2
-    return rows
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import threading
 import time
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from imps.errors import ConfigError
@@ -13,7 +12,7 @@ from imps.io.serial_frames import Decoder, FrameType, BoardInfo, hello_reply_fra
 from imps.io.serial_input import ActuatorOutput, SerialInput, SerialSettings, resolve_port
 from imps.model.rows import to_unit
 from imps.sim.board import SimulatedBoard
-from support import wait_for
+from support import performance, wait_for
 
 
 class Events:
@@ -81,15 +80,6 @@ def _read_some(fd):
     import select
     r, _, _ = select.select([fd], [], [], 0.05)
     return os.read(fd, 4096) if r else b""
-
-
-def performance(n=400, dt=0.01, d=3):
-    t = np.arange(n)
-    rows = np.empty((n, d + 1), dtype=np.float32)
-    rows[:, 0] = dt
-    for j in range(d):
-        rows[:, j + 1] = (np.sin(t / (7.0 + j)) + 1) / 2
-    return rows
 
 
 def test_unplugged_mid_performance_recovers(tmp_path, source):
