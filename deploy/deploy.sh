@@ -94,17 +94,26 @@ cmd_deploy() {
     say "model ${files[*]} -> $STATE/models/"
     rsync -t --chmod=F0644 -e "ssh ${SSH_OPTS[*]}" "${files[@]}" "$HOST:$STATE/models/"
   fi
-  local wheels=
-  [ -n "${IMPS_ENV_INSTALL:-}" ] || wheels=$(send_wheels)
+  local wheels='' local_wheels='' rc=0
+  if [ -z "${IMPS_ENV_INSTALL:-}" ] && local_wheels=$(fetch_wheels); then
+    wheels=$PREFIX/wheels
+    rsync -rt --delete -e "ssh ${SSH_OPTS[*]}" "$local_wheels/" "$HOST:$wheels/"
+  fi
   remote "$(remote_env)${wheels:+IMPS_WHEELS=$(printf %q "$wheels") }bash $(printf %q "$release/deploy/deploy.sh") \
-    activate $(printf %q "$release") $(printf %q "$(basename "${model:-}")")"
+    activate $(printf %q "$release") $(printf %q "$(basename "${model:-}")")" || rc=$?
+  # Wheels the box compiled from source come back, so no box of its kind compiles them again.
+  if [ -n "$wheels" ]; then
+    rsync -rt --ignore-existing --include='*.whl' --exclude='*' -e "ssh ${SSH_OPTS[*]}" \
+      "$HOST:$wheels/" "$local_wheels/" || echo "deploy: warning: could not bring the box's built wheels back" >&2
+  fi
+  return $rc
 }
 
 # The box has no internet: fetch the wheels for its Python, CPU and glibc here
-# (deploy/wheelhouse.py, cached in build/wheels/) and rsync them to
-# $PREFIX/wheels. Prints that path, or nothing (with a warning) when some
-# package has no wheel for the box: the box then uses the package index.
-send_wheels() {
+# (deploy/wheelhouse.py, cached in build/wheels/). Prints that folder, or fails
+# (with a warning) when some package could not be fetched for the box: the box
+# then uses the package index.
+fetch_wheels() {
   local facts py machine glibc dir
   facts=$(remote "python3 -c 'import platform, sys; print(\"%d.%d\" % sys.version_info[:2], platform.machine(), platform.libc_ver()[1])'") ||
     die "cannot ask $HOST for its Python version (is python3 installed? make provision HOST=$HOST)"
@@ -116,10 +125,9 @@ send_wheels() {
     --glibc "$glibc" "$dir" >&2; then
     echo "deploy: WARNING: not every package the box needs could be fetched here for Python $py on $machine;" \
       "the box installs its environment from the package index itself (it needs internet for that)" >&2
-    return 0
+    return 1
   fi
-  rsync -rt --delete -e "ssh ${SSH_OPTS[*]}" "$dir/" "$HOST:$PREFIX/wheels/" >&2
-  echo "$PREFIX/wheels"
+  echo "$dir"
 }
 
 cmd_fetch_logs() {
@@ -194,15 +202,12 @@ install_env() {
 real_env_install() {
   if [ -n "${IMPS_WHEELS:-}" ]; then
     local pips=("$IMPS_WHEELS"/pip-*.whl) pip
-    pip=${pips[-1]}
-    python3 -m venv --without-pip "$ENV_DIR"
-    local install=("$ENV_DIR/bin/python" "$pip/pip" install -q --disable-pip-version-check --no-index
-                   --find-links "$IMPS_WHEELS")
-    # The source-only packages build against the venv's own setuptools (a build
-    # isolated by pip would need a pip installed, not one run from its wheel).
-    # PYPI=1: lgpio, where it has no wheel, builds its C library in (needs swig, no liblgpio).
-    "${install[@]}" setuptools wheel
-    PYPI=1 "${install[@]}" --no-build-isolation -r "$IMPS_WHEELS/requirements.txt"
+    pip=${pips[-1]}/pip
+    # (|| return: in deploy's `if ! ( ... )`, set -e does not stop a failed step)
+    build_wheels "$pip" || return 1
+    python3 -m venv --without-pip "$ENV_DIR" || return 1
+    "$ENV_DIR/bin/python" "$pip" install -q --disable-pip-version-check --no-index \
+      --find-links "$IMPS_WHEELS" -r "$IMPS_WHEELS/requirements.txt"
     return
   fi
   python3 -m venv "$ENV_DIR"
@@ -211,6 +216,40 @@ real_env_install() {
 extra = tomllib.load(open("device/pyproject.toml", "rb"))["project"]["optional-dependencies"]["pi"]
 sys.stdout.write("\n".join(extra) + "\n")' >"$ENV_DIR/pi-requirements.txt"
   PYPI=1 "$ENV_DIR/bin/pip" install -q -r device/requirements.txt -r "$ENV_DIR/pi-requirements.txt"
+}
+
+# The sources in IMPS_WHEELS with no wheel beside them yet (packages without a
+# wheel for this box) are compiled into wheels there, once, in a throwaway
+# environment holding what builds them (build-requirements.txt); deploy takes
+# the wheels back to the workstation.
+build_wheels() {
+  local pip=$1 tmp sources=()
+  mapfile -t sources < <(python3 - "$IMPS_WHEELS" <<'EOF'
+import re, sys
+from pathlib import Path
+folder = Path(sys.argv[1])
+norm = lambda s: re.sub(r"[-_.]+", "_", s).lower()
+built = {norm("-".join(w.name.split("-")[:2])) for w in folder.glob("*.whl")}
+for src in sorted(folder.glob("*.tar.gz")) + sorted(folder.glob("*.zip")):
+    stem = src.name[:-7] if src.name.endswith(".tar.gz") else src.name[:-4]
+    name, _, version = stem.rpartition("-")
+    if norm(name + "-" + version) not in built:
+        print(src)
+EOF
+)
+  [ ${#sources[@]} -gt 0 ] || return 0
+  say "compiling ${sources[*]##*/} into wheels (once for this kind of box; minutes on a Pi)"
+  tmp=$(mktemp -d)
+  local pip_run=("$tmp/env/bin/python" "$pip" -q --disable-pip-version-check) rc=0
+  python3 -m venv --without-pip "$tmp/env" || rc=1
+  if [ $rc = 0 ] && grep -q . "$IMPS_WHEELS/build-requirements.txt"; then
+    "${pip_run[@]}" install --no-index --find-links "$IMPS_WHEELS" -r "$IMPS_WHEELS/build-requirements.txt" || rc=1
+  fi
+  # PYPI=1: lgpio (no cp313 wheel) builds its C library in (needs swig, no liblgpio).
+  [ $rc != 0 ] || PATH=$tmp/env/bin:$PATH PYPI=1 "${pip_run[@]}" wheel --no-index --find-links "$IMPS_WHEELS" \
+    --no-build-isolation --no-deps -w "$IMPS_WHEELS" "${sources[@]}" || rc=1
+  rm -rf "$tmp"
+  return $rc
 }
 
 write_launcher() {
@@ -323,6 +362,9 @@ cmd_activate() {
   fi
   die "ROLLED BACK to $(basename "$previous"), but it did not come up either: check 'make status HOST=...'"
 }
+
+# Sourced (tests of the functions above): define them, run nothing.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 case ${1:-} in
   deploy) shift; cmd_deploy "$@" ;;
