@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "vm"
 KEY = BUILD / "id_ed25519"
 USB_SERIAL_ID = "board0"
+# The USB serial adapter's name under /dev/serial/by-id (QEMU's, not an Arduino's):
+# the board's port for provisioning (IMPS_SERIAL_PORT).
+BY_ID_GLOB = "/dev/serial/by-id/usb-QEMU_QEMU_USB_SERIAL*"
 
 
 def build_image(suite: str = "trixie") -> Path:
@@ -231,6 +234,7 @@ class VM:
 # --- make vm: one box left running -------------------------------------------------
 
 STATE = BUILD / "running.json"
+HOST_MK = BUILD / "host.mk"
 
 
 def cmd_up(args) -> int:
@@ -251,11 +255,12 @@ def cmd_up(args) -> int:
     ssh_line = f"{vm.ssh_opts} {vm.host}"
     STATE.write_text(json.dumps(dict(pid=vm.proc.pid, port=vm.port, ssh=ssh_line, workdir=str(workdir),
                                      monitor=str(vm.monitor_path), board=args.board)))
+    HOST_MK.write_text(f"# Written by vm/bed.py up: make ... HOST=vm means this VM.\n"
+                       f"override HOST := {vm.host}\nexport IMPS_SSH_OPTS := {vm.ssh_opts}\n"
+                       f"export IMPS_SERIAL_PORT := {BY_ID_GLOB}\n")
     print(f"== up: ssh answered {boot:.1f} s after QEMU started ({time.monotonic() - t0:.1f} s)")
-    print(f"   ssh {ssh_line}")
-    print(f"   make provision HOST={vm.host} IMPS_SSH_OPTS='{vm.ssh_opts}'")
-    print(f"   make deploy HOST={vm.host} IMPS_SSH_OPTS='{vm.ssh_opts}'")
-    print("   make vm-down   (power it off)")
+    print("   make provision HOST=vm && make deploy HOST=vm   (HOST=vm: this VM, see build/vm/host.mk)")
+    print("   make vm-ssh    (a shell on it)       make vm-down   (power it off)")
     return 0
 
 
@@ -285,6 +290,7 @@ def cmd_down(args) -> int:
             os.killpg(pid, signal.SIGKILL)
     drop_connection(st["port"])
     STATE.unlink()
+    HOST_MK.unlink(missing_ok=True)
     print("VM powered off")
     return 0
 

@@ -4,6 +4,16 @@
 VM_SUITE ?= trixie
 VM_BOARD := build/vm/board
 
+# HOST=vm: the box `make vm` left running (build/vm/host.mk, written by vm/bed.py up:
+# its ssh login, port and key, and its USB board's by-id name for provisioning), so
+# `make provision HOST=vm` and `make deploy HOST=vm` need nothing else.
+ifeq ($(HOST),vm)
+ifeq ($(wildcard build/vm/host.mk),)
+$(error HOST=vm: no VM is running; make vm first)
+endif
+include build/vm/host.mk
+endif
+
 vm-deps:  ## install the Debian packages of the VM test bed (root or sudo)
 	@bash tests/system-deps.sh requirements/apt-vm.txt
 

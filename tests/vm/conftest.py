@@ -25,7 +25,7 @@ from board import firmware_settings, sketch_board  # noqa: E402,F401
 
 SUITE = os.environ.get("IMPS_VM_SUITE", "trixie")
 TIMINGS: dict = {}
-BY_ID_GLOB = "/dev/serial/by-id/usb-QEMU_QEMU_USB_SERIAL*"
+BY_ID_GLOB = bed.BY_ID_GLOB
 
 
 def timed(name: str, seconds: float) -> None:

@@ -42,9 +42,19 @@ def test_deploy_installed_the_environment_offline(vm, box):
     pkgs = vm.out("/opt/imps/current/venv/bin/python -c 'import importlib.metadata as m; "
                   "print(sorted(d.metadata[\"Name\"].lower() for d in m.distributions()))'")
     # lgpio has no cp313 wheel: it is built on the box (swig, PYPI=1), as on a trixie Pi.
-    for name in ("numpy", "python-osc", "pyserial", "systemd-python", "gpiozero", "lgpio", "rpi.gpio"):
+    for name in ("numpy", "python-osc", "pyserial", "systemd-python", "gpiozero", "lgpio", "rpi.gpio",
+                 "python-rtmidi", "mido"):
         assert name in pkgs, pkgs
     assert "ai-edge-litert" in pkgs or "tflite-runtime" in pkgs, pkgs
+    # python-rtmidi really loads ALSA on the box (it was compiled there, against libasound2).
+    alsa = vm.out("/opt/imps/current/venv/bin/python -c 'import rtmidi; "
+                  "print(rtmidi.API_LINUX_ALSA in rtmidi.get_compiled_api())'")
+    assert alsa.strip() == "True", alsa
+    # What the box compiled came back to this side: the next deploy to such a box compiles nothing.
+    facts = vm.out("python3 -c 'import platform, sys; print(\"%d%d\" % sys.version_info[:2], platform.machine())'").split()
+    back = sorted(p.name for p in (REPO / "build" / "wheels").glob(f"cp{facts[0]}-{facts[1]}-*/*.whl"))
+    for name in ("python_rtmidi", "systemd_python", "lgpio"):
+        assert any(w.lower().startswith(name) for w in back), back
 
 
 def test_ready_under_real_systemd_with_its_hardening(vm, box):
@@ -149,6 +159,80 @@ def test_sound_engine_plays_notes_and_silence_silences(vm, box):
     assert ringing > 1e-3 and silenced < ringing / 10
 
 
+MIDI_TOML = """
+# The VM's MIDI test (tests/vm): snd-virmidi's ports in and out, the board unplugged from the config.
+[midi]
+enabled = true
+
+[[midi.input]]
+device = "{inp}"
+transport = "alsa"
+map = [
+  {{type = "control_change", channel = 1, number = 1, control = 0}},
+  {{type = "control_change", channel = 1, number = 2, control = 1}},
+  {{type = "control_change", channel = 1, number = 3, control = 2}},
+]
+
+[[midi.output]]
+device = "{out}"
+transport = "alsa"
+voices = ["model"]
+map = [
+  {{type = "note", channel = 2, control = 0}},
+  {{type = "control_change", channel = 2, number = 1, control = 1}},
+  {{type = "control_change", channel = 2, number = 2, control = 2}},
+]
+"""
+
+# On the box: CC 1-3 on channel 1 (status 0xB0) into a virmidi port's raw side, 20 a second.
+SEND_CCS = ("sudo python3 -c \"import os, random, sys, time; fd = os.open(sys.argv[1], os.O_WRONLY); "
+            "end = time.time() + float(sys.argv[2]); n = 0\n"
+            "while time.time() < end:\n"
+            "    os.write(fd, bytes([0xB0, 1 + n % 3, random.randrange(128)])); n += 1; time.sleep(0.05)\n"
+            "print(n)\" ")
+
+
+def test_midi_in_and_out_through_real_alsa_sequencer_ports(vm, box):
+    """Issue #13's ALSA path on a real kernel: snd-virmidi's sequencer ports, opened by
+    python-rtmidi (compiled on the box) inside the hardened unit. What is written to
+    port 0's raw side reaches the box as MIDI input; the model's notes and controls
+    come out of port 1's raw side."""
+    vm.ssh("sudo modprobe snd-virmidi midi_devs=2")
+    card = wait_for(lambda: re.search(r"^ *(\d+) \[VirMIDI", vm.out("cat /proc/asound/cards"), re.M),
+                    60, "the VirMIDI card").group(1)
+    raw_in, raw_out = f"/dev/snd/midiC{card}D0", f"/dev/snd/midiC{card}D1"
+    provisioned = vm.out("cat /etc/imps/box.toml")
+    config = provisioned.replace("[serial]\nenabled = true", "[serial]\nenabled = false") \
+        .replace("[actuators]\nenabled = true", "[actuators]\nenabled = false")
+    assert config != provisioned
+    config += MIDI_TOML.format(inp=f"VirMIDI {card}-0", out=f"VirMIDI {card}-1")
+    vm.ssh("sudo cp /etc/imps/box.toml /etc/imps/box.toml.vm-saved && sudo tee /etc/imps/box.toml >/dev/null",
+           input=config.encode())
+    try:
+        vm.ssh("sudo systemctl restart imps.service")
+        wait_for(lambda: service(vm, "ActiveState") == "active", 180, "the box with MIDI to be READY")
+        log = newest_log(vm)
+        before = log_sources(vm, log)
+        vm.ssh(f"sudo rm -f /tmp/midi-out.bin; (sudo timeout 90 cat {raw_out} > /tmp/midi-out.bin &)")
+        sent = int(vm.out(SEND_CCS + f"{raw_in} 10", timeout=120).strip())
+        got = wait_for(lambda: int(vm.out("stat -c %s /tmp/midi-out.bin").strip()) >= 30, 120,
+                       "MIDI bytes out of the box's output port") and vm.ssh("sudo cat /tmp/midi-out.bin").stdout
+        after = log_sources(vm, log)
+        status = [b for b in got if b & 0x80]
+        notes = sum(1 for b in status if b == 0x91)         # note on, channel 2
+        ccs = sum(1 for b in status if b == 0xB1)           # control change, channel 2
+        print(f"{sent} CCs in -> {after.get('interface', 0) - before.get('interface', 0)} performer events, "
+              f"{after.get('rnn', 0) - before.get('rnn', 0)} model events; out: {len(got)} bytes, "
+              f"{notes} note-ons, {ccs} CCs")
+        assert after.get("interface", 0) - before.get("interface", 0) >= sent // 2
+        assert notes >= 1 and ccs >= 1
+        journal = vm.out("sudo journalctl -u imps.service -b --no-pager -o cat -n 200")
+        assert "Operation not permitted" not in journal and "Permission denied" not in journal, journal[-2000:]
+    finally:
+        vm.ssh("sudo mv /etc/imps/box.toml.vm-saved /etc/imps/box.toml && sudo systemctl restart imps.service")
+        wait_for(lambda: service(vm, "ActiveState") == "active", 180, "the box back on its board")
+
+
 def _put_model(vm, name: str, data: bytes) -> None:
     vm.ssh(f"sudo tee /var/lib/imps/models/{name} >/dev/null", input=data)
     vm.ssh(f"sudo chown imps:imps /var/lib/imps/models/{name}")
@@ -202,7 +286,7 @@ def test_deploy_of_a_broken_release_is_rolled_back(vm, box, tmp_path):
         src = REPO / part
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, broken / part)
     (broken / "build").symlink_to(REPO / "build")      # the same cached wheels
-    with open(broken / "device" / "imps" / "box" / "app.py", "a") as f:
+    with open(broken / "device" / "imps" / "cli.py", "a") as f:
         f.write("\nraise SystemExit('a release that never comes up')\n")
     env = dict(os.environ, IMPS_SSH_OPTS=vm.ssh_opts, IMPS_READY_TIMEOUT="120")
     r = subprocess.run(["bash", str(broken / "deploy" / "deploy.sh"), "deploy", vm.host],
