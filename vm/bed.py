@@ -246,8 +246,10 @@ def cmd_up(args) -> int:
             print(f"a VM is already running: ssh {st['ssh']}   (make vm-down to stop it)")
             return 0
     vm = VM(image, workdir, board=args.board, port=args.port)
-    if args.fresh or not vm.disk.exists():
+    made_for = workdir / "image.txt"     # an overlay is only good on the image it was made over
+    if args.fresh or not vm.disk.exists() or not made_for.exists() or made_for.read_text() != image.name:
         vm.fresh_disk()
+        made_for.write_text(image.name)
     t0 = time.monotonic()
     vm.start()
     print(f"== booting {image.name} (console: {vm.console})", flush=True)
