@@ -73,6 +73,15 @@ def drop_connection(port: int) -> None:
     Path(control_path(port)).unlink(missing_ok=True)
 
 
+# Emulation runs Python about 20x slower than a Pi 4: the box's imports alone take 40-60 s
+# in the VM (a few seconds on a Pi), so the unit's start timeout (60 s) and watchdog (10 s)
+# are scaled for the VM only, by a drop-in; the product's unit is deployed unchanged.
+EMULATION_DROPIN = "/etc/systemd/system/imps.service.d/10-vm-emulation.conf"
+EMULATION_UNIT = "[Service]\nTimeoutStartSec=600\nWatchdogSec=60\n"
+# deploy.sh's wait for READY (IMPS_READY_TIMEOUT), scaled the same way.
+READY_TIMEOUT = "600"
+
+
 class VMError(RuntimeError):
     pass
 
@@ -176,6 +185,11 @@ class VM:
                           f"stderr: {r.stderr.decode(errors='replace')[-3000:]}")
         return r
 
+    def scale_for_emulation(self) -> None:
+        """The emulated box's slower clock, as a drop-in for imps.service (EMULATION_DROPIN)."""
+        self.ssh(f"sudo mkdir -p {os.path.dirname(EMULATION_DROPIN)} && "
+                 f"printf {shlex.quote(EMULATION_UNIT)} | sudo tee {EMULATION_DROPIN} >/dev/null")
+
     def out(self, command: str, **kw) -> str:
         return self.ssh(command, **kw).stdout.decode(errors="replace")
 
@@ -254,12 +268,13 @@ def cmd_up(args) -> int:
     vm.start()
     print(f"== booting {image.name} (console: {vm.console})", flush=True)
     boot = vm.wait_ssh()
+    vm.scale_for_emulation()
     ssh_line = f"{vm.ssh_opts} {vm.host}"
     STATE.write_text(json.dumps(dict(pid=vm.proc.pid, port=vm.port, ssh=ssh_line, workdir=str(workdir),
                                      monitor=str(vm.monitor_path), board=args.board)))
     HOST_MK.write_text(f"# Written by vm/bed.py up: make ... HOST=vm means this VM.\n"
                        f"override HOST := {vm.host}\nexport IMPS_SSH_OPTS := {vm.ssh_opts}\n"
-                       f"export IMPS_SERIAL_PORT := {BY_ID_GLOB}\n")
+                       f"export IMPS_SERIAL_PORT := {BY_ID_GLOB}\nexport IMPS_READY_TIMEOUT := {READY_TIMEOUT}\n")
     print(f"== up: ssh answered {boot:.1f} s after QEMU started ({time.monotonic() - t0:.1f} s)")
     print("   make provision HOST=vm && make deploy HOST=vm   (HOST=vm: this VM, see build/vm/host.mk)")
     print("   make vm-ssh    (a shell on it)       make vm-down   (power it off)")

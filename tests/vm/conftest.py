@@ -87,6 +87,7 @@ def vm(image, board):
     machine.start()
     try:
         timed("boot to ssh (fresh image)", machine.wait_ssh())
+        machine.scale_for_emulation()
         yield machine
     finally:
         machine.kill()
@@ -96,7 +97,8 @@ def make(target: str, machine: bed.VM, *extra, timeout: float = 1800) -> subproc
     """`make TARGET HOST=...` of this project, as a user runs it; output echoed.
     QEMU's USB serial adapter is not an Arduino: its /dev/serial/by-id name is the
     board's port (IMPS_SERIAL_PORT, as for any other board)."""
-    env = dict(os.environ, IMPS_SSH_OPTS=machine.ssh_opts, IMPS_SERIAL_PORT=BY_ID_GLOB)
+    env = dict(os.environ, IMPS_SSH_OPTS=machine.ssh_opts, IMPS_SERIAL_PORT=BY_ID_GLOB,
+               IMPS_READY_TIMEOUT=bed.READY_TIMEOUT)
     r = subprocess.run(["make", "-s", "-C", str(REPO), target, f"HOST={machine.host}", *extra],
                        env=env, capture_output=True, text=True, timeout=timeout)
     sys.stdout.write(f"--- make {target}\n{r.stdout}{r.stderr}")

@@ -271,8 +271,8 @@ def test_watchdog_restarts_a_hung_box(vm, box):
     vm.ssh(f"sudo kill -STOP {pid}")
     t = time.monotonic()
     wait_for(lambda: service(vm, "MainPID") not in (pid, "0") and service(vm, "ActiveState") == "active",
-             180, "systemd to restart the hung box")
-    print(f"hung loop -> running again in {time.monotonic() - t:.1f} s (WatchdogSec=10)")
+             400, "systemd to restart the hung box")
+    print(f"hung loop -> running again in {time.monotonic() - t:.1f} s (WatchdogSec=60 in the VM)")
     assert int(service(vm, "NRestarts")) == restarts + 1
     journal = vm.out("sudo journalctl -u imps.service -b --no-pager -o cat")
     assert "Watchdog timeout" in journal
@@ -288,7 +288,7 @@ def test_deploy_of_a_broken_release_is_rolled_back(vm, box, tmp_path):
     (broken / "build").symlink_to(REPO / "build")      # the same cached wheels
     with open(broken / "device" / "imps" / "cli.py", "a") as f:
         f.write("\nraise SystemExit('a release that never comes up')\n")
-    env = dict(os.environ, IMPS_SSH_OPTS=vm.ssh_opts, IMPS_READY_TIMEOUT="120")
+    env = dict(os.environ, IMPS_SSH_OPTS=vm.ssh_opts, IMPS_READY_TIMEOUT="240")
     r = subprocess.run(["bash", str(broken / "deploy" / "deploy.sh"), "deploy", vm.host],
                        capture_output=True, text=True, env=env, timeout=1200)
     print(r.stdout[-2000:], r.stderr[-3000:])
@@ -303,11 +303,11 @@ def test_reboot_plays_by_itself_boot_to_first_note(vm, box, board):
     t0 = vm.started_at
     hellos, first_hello = board.counters["hellos"], None
     frames = len(board.actuator_log)
-    deadline = t0 + 600
+    deadline = t0 + 900
     while len(board.actuator_log) == frames:
         if first_hello is None and board.counters["hellos"] > hellos:
             first_hello = time.monotonic()
-        assert time.monotonic() < deadline, "no model note within 10 minutes of power-on"
+        assert time.monotonic() < deadline, "no model note within 15 minutes of power-on"
         assert vm.alive(), vm.console_tail()
         time.sleep(0.02)
     first_note = board.actuator_log[frames][0] - t0
