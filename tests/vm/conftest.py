@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -67,6 +68,9 @@ def image():
     t = time.monotonic()
     path = bed.build_image(SUITE)
     timed(f"image {SUITE} (build or cache hit)", time.monotonic() - t)
+    made = re.search(r"built in (\d+) s", (path / ".complete").read_text())
+    if made:   # when the cached image was built (vm/image.sh writes it)
+        timed(f"image {SUITE}: its build, when it was made", float(made.group(1)))
     return path
 
 
