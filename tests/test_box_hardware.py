@@ -19,11 +19,12 @@ import pytest
 from imps.box.health import NO_BOARD_GRACE
 from imps.panel import mock
 from imps.panel.patterns import NO_MODEL, NO_SENSOR_BOARD
-from imps.box.config import PACKAGE_DIR, Config, SECTIONS, _section_types, load_config
+from imps.box.config import PACKAGE_DIR, SECTIONS, load_config
 from imps.errors import ConfigError
 from imps.io.log import read_log
 from imps.modes import Mode
 from imps.io.serial_frames import sensor_frame
+from imps.settings import keys
 from imps.sim.board import SimulatedBoard
 from support import performance, wait_for
 
@@ -61,11 +62,11 @@ def make_box(boxes, tiny_model):
 def test_example_config_loads_and_names_every_key():
     config = load_config(EXAMPLE)
     assert config.serial.enabled and config.gpio.backend == "auto" and config.actuators.enabled
-    assert config.panel.settings.mode_leds == LEDS and config.panel.settings.mode_button == MODE_BUTTON
+    assert config.panel.mode_leds == LEDS and config.panel.mode_button == MODE_BUTTON
     text = EXAMPLE.read_text()
-    for section in SECTIONS:
+    for section, cls in SECTIONS.items():
         assert f"[{section}]" in text, section
-        for key in _section_types(type(getattr(Config(), section))):
+        for key in keys(cls):
             assert f"\n{key} =" in text or f"\n# {key} =" in text, f"[{section}] {key} missing from the example"
 
 
@@ -107,8 +108,8 @@ def test_false_means_none_for_optional_keys(tmp_path):
     path = tmp_path / "box.toml"
     path.write_text('[serial]\nenabled = true\nchannels = [2, false, 0]\n[panel]\nshutdown_button = false\n')
     config = load_config(path)
-    assert config.serial.settings.channels == [2, None, 0]
-    assert config.panel.settings.shutdown_button is None
+    assert config.serial.channels == [2, None, 0]
+    assert config.panel.shutdown_button is None
 
 
 # ---------------------------------------------------------------- serial -> engine -> OSC
@@ -229,7 +230,7 @@ def test_panel_buttons_change_the_engines_mode_and_the_leds(make_box):
     model.reset = lambda: (resets.append(1), real_reset())
     user_led = box.gpio.factory.pin(LEDS[0])
     user_led.clear_states()
-    press(box, MODE_BUTTON, box.config.panel.settings.long_press + 0.4)    # long press: reset
+    press(box, MODE_BUTTON, box.config.panel.long_press + 0.4)    # long press: reset
     assert wait_for(lambda: resets == [1])
     assert box.engine.mode is Mode.LAYERED                 # a reset is not a mode change
     assert wait_for(lambda: True in levels(user_led)), "all LEDs flash to confirm the reset"

@@ -150,14 +150,15 @@ def test_every_number_in_the_config_has_a_finite_range():
     """A new numeric key (a new section too) must add its range to ranges.RANGES."""
     import typing
 
-    from imps.box.config import SECTIONS, Config, _section_types
+    from imps.box.config import SECTIONS
     from imps.ranges import RANGES
+    from imps.settings import keys
 
     def numeric(t):
         args = typing.get_args(t)
         return t in (int, float) or any(numeric(a) for a in args)
-    missing = [f"[{section}] {key}" for section in SECTIONS
-               for key, t in _section_types(type(getattr(Config(), section))).items()
+    missing = [f"[{section}] {key}" for section, cls in SECTIONS.items()
+               for key, t in keys(cls).items()
                if numeric(t) and (section, key) not in RANGES]
     assert missing == [], f"numbers without a range in ranges.RANGES: {missing}"
     for r in RANGES.values():

@@ -36,14 +36,14 @@ def test_the_template_impsy_ships(tmp_path, impsy_template, capsys):
     assert "not honoured: [model] file: models/musicMDRNN-dim9-layers2-units64-mixtures5-scale10.h5" in err
     assert (config.osc.interface_host, config.osc.interface_port) == ("0.0.0.0", 6000)
     assert (config.osc.sound_host, config.osc.sound_port) == ("127.0.0.1", 6001)   # "localhost" in IMPSY's file
-    assert config.serial.enabled and config.serial.settings.port == ("/dev/ttyAMA0",)
-    assert config.serial.settings.format == "text" and config.serial.settings.baudrate == 115200
+    assert config.serial.enabled and config.serial.port == ("/dev/ttyAMA0",)
+    assert config.serial.format == "text" and config.serial.baudrate == 115200
     for key in ("[websocket]", "[serialmidi]", "[webui]", "log_predictions", "verbose"):
         assert f"not honoured: {key}" in err, key
     assert "# Not honoured:\n" in text and "#   [serialmidi]: port /dev/ttyAMA0 is also [serial]'s port" in text
     # [midi]: X-Touch Mini in, Volca FM (through the Studio 1824c) out, the performer through (input_thru)
-    assert config.midi.enabled and [d.device for d in config.midi.settings.input] == ["X-TOUCH"]
-    out = config.midi.settings.output[0]
+    assert config.midi.enabled and [d.device for d in config.midi.input] == ["X-TOUCH"]
+    out = config.midi.output[0]
     assert out.device == "Studio 1824c" and out.voices == ("model", "performer") and len(out.map) == 8
 
 
@@ -56,7 +56,7 @@ def test_impsys_example_configs(tmp_path, capsys, name, mode):
     assert config.engine.mode == mode
     assert "not honoured: [interaction] input_thru" in err
     if name == "serial-example.toml":
-        assert config.serial.settings.port == ("/dev/tty.usbmodem1102",) and config.serial.settings.format == "text"
+        assert config.serial.port == ("/dev/tty.usbmodem1102",) and config.serial.format == "text"
         assert "not honoured: [serial]: IMPSY also writes every output back" in err
     if name == "pd-workshop-example.toml":
         assert (config.osc.sound_host, config.osc.sound_port) == ("127.0.0.1", 6001)
@@ -95,7 +95,7 @@ def test_imps_run_reads_an_impsy_config_directly(tmp_path, caplog):
     source = CONFIGS / "serial-example.toml"
     with caplog.at_level("WARNING", logger="imps.box.impsy_config"):
         config = load_config(source)
-    assert config.engine.mode == "call_response" and config.serial.settings.format == "text"
+    assert config.engine.mode == "call_response" and config.serial.format == "text"
     warned = caplog.text
     assert "not honoured: [interaction] input_thru" in warned and "not honoured: verbose" in warned
 

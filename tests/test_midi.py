@@ -18,10 +18,11 @@ from imps.errors import ConfigError
 from imps.io.midi import virtual
 from imps.io.midi.mapping import InputMap, OutputMap, to_midi, unit_to_pitch, pitch_to_unit
 from imps.model.rows import to_unit
-from imps.io.midi.settings import MidiSettings, Rule, check_controls
+from imps.io.midi.settings import MidiSettings, OutputRule, Rule, check_controls
 from imps.io.midi.source import MidiInput
 from imps.io.midi.transports import AlsaTransport, matches
 from imps.io.midi.voice import MidiOutput
+from imps.settings import decode
 from support import stuck_notes, wait_for
 
 
@@ -44,11 +45,11 @@ class Events:
 
 # -- settings ----------------------------------------------------------------------
 def test_settings_read_tables_and_name_what_is_wrong():
-    s = MidiSettings.from_dict({"input": [{"device": "X-TOUCH", "map": [
+    s = decode(MidiSettings, {"input": [{"device": "X-TOUCH", "map": [
         {"type": "control_change", "channel": 11, "number": 1, "control": 0, "range": [10, 20]}]}],
         "output": [{"device": "volca", "voices": ["model", "performer"], "map": [
             {"type": "note", "channel": 1, "control": 0, "velocity": 100}]}]})
-    assert s.input[0].map[0] == Rule("control_change", 0, 11, 1, 10, 20)
+    assert s.input[0].map[0] == Rule("control_change", 0, 11, 1, (10, 20))
     assert s.output[0].voices == ("model", "performer")
     bad = [
         ({"input": [{"device": "x", "map": [{"type": "cc", "control": 0}]}]}, "type = 'cc'"),
@@ -68,9 +69,9 @@ def test_settings_read_tables_and_name_what_is_wrong():
     ]
     for d, words in bad:
         with pytest.raises(ConfigError, match=words.replace("[", r"\[")):
-            MidiSettings.from_dict(d)
+            decode(MidiSettings, d)
     with pytest.raises(ConfigError, match=r"\[\[midi.input\]\] 0 \('X-TOUCH'\) map\[0\]: control = 8"):
-        check_controls(s.__class__.from_dict({"input": [{"device": "X-TOUCH", "map": [
+        check_controls(decode(MidiSettings, {"input": [{"device": "X-TOUCH", "map": [
             {"type": "pitch_bend", "control": 8}]}]}), 8)
 
 
@@ -93,7 +94,7 @@ def test_scaling_both_ways():
 
 
 def test_input_map_every_message_kind():
-    m = InputMap([Rule("control_change", 0, 11, 1), Rule("control_change", 1, 0, 2, 0, 63),
+    m = InputMap([Rule("control_change", 0, 11, 1), Rule("control_change", 1, 0, 2, (0, 63)),
                   Rule("note", 2, 1), Rule("velocity", 3, 1), Rule("gate", 4, 10, 36),
                   Rule("pitch_bend", 5, 2), Rule("channel_pressure", 6, 0)])
     cc = lambda ch, n, v: mido.Message("control_change", channel=ch - 1, control=n, value=v)
@@ -115,7 +116,7 @@ def test_input_map_every_message_kind():
 
 def test_output_map_note_off_before_every_new_note_and_all_off():
     m = OutputMap([Rule("note", 0, 1), Rule("velocity", 1, 1), Rule("control_change", 2, 1, 42),
-                   Rule("gate", 3, 10, 36, velocity=90), Rule("pitch_bend", 2, 2), Rule("channel_pressure", 1, 3)])
+                   OutputRule("gate", 3, 10, 36, velocity=90), Rule("pitch_bend", 2, 2), Rule("channel_pressure", 1, 3)])
     first = m.messages("model", [0.5, 0.0, 0.5, 1.0])
     assert first == [mido.Message("note_on", channel=0, note=64, velocity=1),   # velocity 0 would be a note-off
                      mido.Message("control_change", channel=0, control=42, value=64),
@@ -197,8 +198,8 @@ def test_alsa_transport_is_there_or_says_why():
 
 # -- the input source ------------------------------------------------------------
 def settings_in(*devices, **kw):
-    return MidiSettings(input=[{"device": d, "transport": "virtual", "map": m} for d, m in devices],
-                        scan_interval=kw.get("scan_interval", 0.05))
+    return decode(MidiSettings, dict(input=[{"device": d, "transport": "virtual", "map": m} for d, m in devices],
+                                     scan_interval=kw.get("scan_interval", 0.05)))
 
 
 def test_several_devices_at_once_hot_plugged():
@@ -262,11 +263,11 @@ def test_a_bad_emit_is_counted_and_the_source_lives_on():
 # -- the output voice -------------------------------------------------------------
 def test_voice_plays_model_and_thru_and_silences_every_device():
     synth, drums = unique("synth"), unique("drums")
-    s = MidiSettings(output=[
+    s = decode(MidiSettings, dict(output=[
         {"device": synth, "transport": "virtual", "voices": ["model", "performer"],
          "map": [{"type": "note", "channel": 1, "control": 0}, {"type": "control_change", "channel": 1, "number": 74, "control": 1}]},
         {"device": drums, "transport": "virtual", "map": [{"type": "gate", "channel": 10, "number": 36, "control": 2}]}],
-        scan_interval=0.05)
+        scan_interval=0.05))
     sdev, ddev = virtual.SYSTEM.plug(synth), virtual.SYSTEM.plug(drums)
     voice = MidiOutput(s).start()
     try:
@@ -305,7 +306,7 @@ def test_the_example_setups_fit_the_bundled_models(name, model, inputs, outputs)
     from imps.box.config import PACKAGE_DIR, load_config
     from imps.model.model_file import read_sidecar
     config = load_config(PACKAGE_DIR / name)
-    m = config.midi.settings
+    m = config.midi
     dimension = read_sidecar(PACKAGE_DIR / "models" / f"{model}.tflite").dimension
     assert config.midi.enabled and config.engine.dimension == dimension
     assert Path(config.model.path or "default.tflite").stem == model

@@ -19,6 +19,7 @@ from imps.io.midi.din import DinInput, DinOutput, DinParser
 from imps.io.midi.settings import MidiSettings
 from imps.io.midi.source import MidiInput
 from imps.io.midi.voice import MidiOutput
+from imps.settings import decode
 from support import wait_for
 
 
@@ -197,10 +198,10 @@ def test_din_port_without_callback_queues_for_receive(uart):
 
 
 def test_din_input_source_maps_and_reconnects_when_the_uart_comes_back(uart):
-    settings = MidiSettings(input=[{"device": uart.box, "transport": "din", "map": [
+    settings = decode(MidiSettings, dict(input=[{"device": uart.box, "transport": "din", "map": [
         {"type": "control_change", "channel": 1, "number": 7, "control": 0},
         {"type": "note", "channel": 1, "control": 1},
-        {"type": "velocity", "channel": 1, "control": 2}]}], scan_interval=0.1)
+        {"type": "velocity", "channel": 1, "control": 2}]}], scan_interval=0.1))
     events = []
     source = MidiInput(settings)
     source.start(lambda values, channels: events.append((list(channels), list(values))))
@@ -230,9 +231,9 @@ def test_din_input_source_maps_and_reconnects_when_the_uart_comes_back(uart):
 
 
 def test_din_output_over_a_pty_plays_and_silences(uart):
-    settings = MidiSettings(output=[{"device": uart.box, "transport": "din", "map": [
+    settings = decode(MidiSettings, dict(output=[{"device": uart.box, "transport": "din", "map": [
         {"type": "note", "channel": 2, "control": 0},
-        {"type": "control_change", "channel": 2, "number": 74, "control": 1}]}], scan_interval=0.1)
+        {"type": "control_change", "channel": 2, "number": 74, "control": 1}]}], scan_interval=0.1))
     voice = MidiOutput(settings).start()
     line = uart.open_line()
     try:

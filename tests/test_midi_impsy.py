@@ -21,6 +21,7 @@ from imps.errors import ConfigError
 from imps.io.midi.impsy import midi_section, rule_from_impsy, serialmidi_section
 from imps.io.midi.mapping import InputMap, OutputMap
 from imps.io.midi.settings import MidiSettings
+from imps.settings import decode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "impsy"
 
@@ -31,7 +32,7 @@ def load(name):
 
 
 def settings(section):
-    return MidiSettings.from_dict({k: v for k, v in section.items() if k != "enabled"})
+    return decode(MidiSettings, section)
 
 
 @pytest.mark.parametrize("name", ["default-1.2.1.toml", "xtouch-to-volca-fm.toml"])
@@ -146,7 +147,7 @@ def test_imps_config_import_writes_midi_tables_that_load(tmp_path, capsys):
     assert "not honoured: [midi] feedback_protection" in err
     (tmp_path / "box.toml").write_text(out)
     section = load_config(tmp_path / "box.toml").midi
-    m = section.settings
+    m = section
     assert section.enabled and [d.device for d in m.input] == ["S-1", "X-TOUCH"]
     assert [r.number for r in m.output[1].map] == list(range(9, 17))
     assert m.input[0].map[0].type == "note" and m.input[0].map[0].channel == 3

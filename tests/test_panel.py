@@ -24,6 +24,7 @@ from imps.panel.patterns import (
 )
 from imps.panel.pins import BACKENDS, FACTORIES, Platform, choose, open_pins
 from imps.panel.settings import PanelConfig
+from imps.settings import decode
 from pi_gpio_libs import Chip, fake_lgpio, fake_rpi_gpio
 from support import wait_for, wait_until
 
@@ -336,8 +337,8 @@ def test_config_validation():
         PanelConfig(mode_leds=(5, 6))
     with pytest.raises(ConfigError, match="must all differ"):
         PanelConfig(mode_button=5)
-    with pytest.raises(ConfigError, match="unknown gpio panel settings"):
-        PanelConfig.from_dict({"mode_buton": 4})
+    with pytest.raises(ConfigError, match=r"\[panel\] mode_buton: unknown key, expected one of: .*mode_button"):
+        decode(PanelConfig, {"mode_buton": 4})
     with pytest.raises(ConfigError, match="one control index per pin"):
         Pads(MockFactory(), [22], [1, 2])
 

@@ -11,6 +11,7 @@ from imps.errors import ConfigError
 from imps.io.serial_frames import Decoder, FrameType, BoardInfo, hello_reply_frame, sensor_frame
 from imps.io.serial_input import ActuatorOutput, SerialInput, SerialSettings, resolve_port
 from imps.model.rows import to_unit
+from imps.settings import decode
 from imps.sim.board import SimulatedBoard
 from support import performance, wait_for
 
@@ -224,8 +225,8 @@ def test_resolve_port_specs(tmp_path, monkeypatch):
 
 
 def test_settings_reject_unknown_and_bad_values():
-    with pytest.raises(ConfigError, match="unknown serial settings"):
-        SerialSettings.from_dict({"prot": "/dev/ttyACM0"})
+    with pytest.raises(ConfigError, match=r"\[serial\] prot: unknown key, expected one of: .*port"):
+        decode(SerialSettings, {"prot": "/dev/ttyACM0"})
     with pytest.raises(ConfigError, match="format"):
         SerialSettings(format="json")
     with pytest.raises(ConfigError, match="channel 1"):

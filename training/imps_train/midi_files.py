@@ -29,7 +29,7 @@ def rules_from_config(config_path):
     """The first [[midi.input]] device's rules and the dimension of a box config."""
     from imps.box.config import load_config
     config = load_config(config_path)
-    devices = config.midi.settings.input
+    devices = config.midi.input
     if not devices:
         raise DatasetError(f"{config_path}: no [[midi.input]] device to take the mapping from")
     return list(devices[0].map), config.engine.dimension

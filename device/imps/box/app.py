@@ -91,7 +91,7 @@ class Box:
         self.logwriter = LogWriter(config.log.directory, e.dimension) if config.log.enabled else None
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
         midi = config.midi
-        self.midi_out = MidiOutput(midi.settings) if midi.enabled and midi.settings.output else None
+        self.midi_out = MidiOutput(midi) if midi.enabled and midi.output else None
         self.voices = Voices([self.sound, self.midi_out])   # the engine plays to all of them
         self.engine = Engine(model, e.dimension, self.voices or None, self.logwriter, self.notifier, Mode.parse(e.mode),
                              e.response_threshold, e.time_scale, e.queue_size, e.max_dt)
@@ -110,15 +110,15 @@ class Box:
     def _start_hardware(self) -> None:
         """Serial board, actuators, GPIO panel and pads, as configured (before the engine starts)."""
         c = self.config
-        if c.midi.enabled and c.midi.settings.input:
-            self.midi_in = MidiInput(c.midi.settings)
+        if c.midi.enabled and c.midi.input:
+            self.midi_in = MidiInput(c.midi)
             self.sources.append(self.midi_in)
             self.supervisor.watch("MIDI input", lambda: self.midi_in.thread if self.midi_in else None)
         if self.midi_out is not None:
             self.midi_out.start()
             self.supervisor.watch("MIDI output", lambda: self.midi_out.thread)
         if c.serial.enabled:
-            self.serial = SerialInput(c.serial.settings, controls=c.engine.dimension - 1)
+            self.serial = SerialInput(c.serial, controls=c.engine.dimension - 1)
             self.sources.append(self.serial)
             self.supervisor.watch("serial reader", lambda: self.serial.thread if self.serial else None)
             if c.actuators.enabled:
@@ -133,7 +133,7 @@ class Box:
         try:
             self.gpio = open_pins(c.gpio.backend)
             if c.panel.enabled:
-                self.panel = Panel(self.gpio.factory, self.engine, c.panel.settings).start()
+                self.panel = Panel(self.gpio.factory, self.engine, c.panel).start()
                 self.engine.on_mode_change(self._show_mode)
             if c.pads.pins:
                 self.pads = Pads(self.gpio.factory, c.pads.pins, c.pads.controls,
@@ -208,7 +208,7 @@ class Box:
         elif self.gpio_error:
             hardware.append("GPIO off")
         if self.midi_in is not None or self.midi_out is not None:
-            m = self.config.midi.settings
+            m = self.config.midi
             hardware.append("MIDI " + ", ".join([f"in {d.device!r} ({d.transport})" for d in m.input]
                                                 + [f"out {d.device!r} ({d.transport})" for d in m.output]))
         return f"{model}; {ports}; log {logs}" + (f"; {', '.join(hardware)}" if hardware else "")

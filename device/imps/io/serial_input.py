@@ -27,14 +27,14 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, fields
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, ClassVar, List, Optional, Sequence, Tuple, Union
 
 import serial
 import serial.tools.list_ports
 
 from ..errors import ConfigError
 from ..model.rows import to_unit
+from ..settings import Section, choice
 from ..threads import join_or_complain, start_thread
 from .inputs import Emit
 from .serial_frames import (
@@ -50,46 +50,39 @@ FORMATS = ("frames", "text")
 GARBAGE_LOG_INTERVAL = 10.0
 
 
-@dataclass
-class SerialSettings:
-    """The ``[serial]`` settings. ``channels[i]`` is the control index board channel i
+class SerialSettings(Section):
+    """The ``[serial]`` section. ``channels[i]`` is the control index board channel i
     drives (None drops the channel; no list means channel i -> control i).
     ``calibration[i]`` is the (raw_min, raw_max) of board channel i: frames carry
-    0..1, text lines whatever the board prints (0..1023 for raw ADC counts)."""
-    port: Union[str, Sequence[str]] = DEFAULT_PORTS
+    0..1, text lines whatever the board prints (0..1023 for raw ADC counts).
+    Unknown keys, types and ranges are checked by ``settings.decode``."""
+    section: ClassVar[str] = "serial"
+    enabled: bool = False                # the box opens the board (SerialInput ignores it)
+    port: Union[str, Tuple[str, ...]] = DEFAULT_PORTS
     format: str = "frames"
     baudrate: int = 115200
-    channels: Optional[Sequence[Optional[int]]] = None
-    calibration: Optional[Sequence[Tuple[float, float]]] = None
+    channels: Optional[List[Optional[int]]] = None
+    calibration: Optional[List[Tuple[float, float]]] = None
     retry_interval: float = 0.5
     read_timeout: float = 0.05
     hello_interval: float = 1.0
     hello_attempts: int = 5
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise ConfigError(f"serial format {self.format!r} is not one of {FORMATS}")
+        super().__post_init__()
+        choice("format", self.format, FORMATS)
         if isinstance(self.port, str):
             self.port = (self.port,)
         self.port = tuple(self.port)
         if not self.port:
-            raise ConfigError("serial port list is empty: give a path, a usb:VID[:PID] or a URL")
+            raise ConfigError("port = []: expected a path, a usb:VID[:PID] or a URL")
         for i, (lo, hi) in enumerate(self.calibration or ()):
             if lo == hi:
-                raise ConfigError(f"serial calibration for board channel {i} has raw_min == raw_max == {lo}")
+                raise ConfigError(f"calibration = {list(self.calibration)!r}: board channel {i} "
+                                  f"has raw_min == raw_max == {lo}")
         for spec in self.port:
             if spec.startswith("usb:"):
                 _parse_usb(spec)
-        if self.retry_interval <= 0 or self.read_timeout <= 0:
-            raise ConfigError("serial retry_interval and read_timeout must be > 0")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SerialSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown serial settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def _parse_usb(spec: str) -> Tuple[int, Optional[int]]:
@@ -99,7 +92,7 @@ def _parse_usb(spec: str) -> Tuple[int, Optional[int]]:
             raise ValueError
         return int(parts[0], 16), (int(parts[1], 16) if len(parts) > 1 and parts[1] else None)
     except ValueError:
-        raise ConfigError(f"serial port {spec!r}: expected usb:VID or usb:VID:PID in hex, "
+        raise ConfigError(f"port = {spec!r}: expected usb:VID or usb:VID:PID in hex, "
                           f"e.g. usb:2341:8036") from None
 
 

@@ -106,7 +106,7 @@ def simulation_keys(box, quit_event: threading.Event):
     Returns (on_key, the KeyboardPanel or None without mock GPIO pins)."""
     pads = box.config.pads.pins if box.pads is not None else ()
     on_mock = box.gpio is not None and box.gpio.mock
-    panel = KeyboardPanel(box.gpio.factory, box.config.panel.settings, pads=pads) if on_mock else None
+    panel = KeyboardPanel(box.gpio.factory, box.config.panel, pads=pads) if on_mock else None
 
     def on_key(ch: str) -> None:
         board = box.board

@@ -7,7 +7,7 @@ status line shows what it was last sent.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+import msgspec
 
 from ..io.midi import virtual
 from ..io.midi.midifile import PLAYER_DEVICE, MidiFilePlayer, suggest_rules
@@ -18,11 +18,8 @@ SYNTH_CCS = (74, 71, 1, 10, 7, 91, 93, 73, 72)
 
 
 def rule_table(rule) -> dict:
-    """A Rule as the TOML table that makes it."""
-    d = {k: v for k, v in asdict(rule).items() if k not in ("low", "high", "velocity") and v is not None}
-    if (rule.low, rule.high) != (0, 127):
-        d["range"] = [rule.low, rule.high]
-    return d
+    """A Rule as the TOML table that makes it (its keys that differ from the defaults)."""
+    return msgspec.to_builtins(rule)
 
 
 def synth_map(n_controls: int) -> list:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Tuple
 
 from ...errors import ConfigError
+from ...settings import decode
 from .settings import MidiSettings
 
 _KINDS = {"control_change": "control_change", "note_on": "note", "note_velocity": "velocity",
@@ -114,4 +115,4 @@ def serialmidi_section(serialmidi: dict, input_thru: bool = False) -> Tuple[dict
 
 
 def _validate(section: dict) -> None:
-    MidiSettings.from_dict({k: v for k, v in section.items() if k != "enabled"})
+    decode(MidiSettings, section)
