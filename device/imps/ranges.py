@@ -40,7 +40,9 @@ class Range:
     def contains(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
-        if self.integer and not float(value).is_integer():
+        if isinstance(value, int):          # exact, however many digits (float() would overflow)
+            return self.lo <= value <= self.hi
+        if self.integer and not value.is_integer():
             return False
         return math.isfinite(value) and self.lo <= value <= self.hi
 
@@ -48,7 +50,7 @@ class Range:
         """``value`` if it (or, for a list, each element; None is skipped) is in range, else ConfigError."""
         for v in _elements(value):
             if v is not None and not self.contains(v):
-                shown = value if v is value else f"{value!r} ({v!r})"
+                shown = shorten(value) if v is value else f"{shorten(value, repr)} ({shorten(v, repr)})"
                 raise ConfigError(f"{where} = {shown}: out of range, expected {self}")
         return value
 
@@ -59,6 +61,12 @@ def _elements(value):
             yield from _elements(v)
     else:
         yield value
+
+
+def shorten(value, show=str, limit: int = 60) -> str:
+    """``show(value)``, shortened if very long (a 400-digit integer from a hostile file)."""
+    text = show(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}...({len(text)} characters)"
 
 
 def _number(x: float) -> str:

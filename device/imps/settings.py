@@ -78,10 +78,11 @@ def describe(tp) -> str:
         return " or ".join(options + (["false (none)"] if type(None) in args else []))
     if origin in (list, tuple, collections.abc.Sequence):
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return f"a list of {len(args)} ({', '.join(describe(a) for a in args)})"
+            return f"[{', '.join(describe(a) for a in args)}]"
         if args and _is_struct(args[0]):
             return "a list of tables"
-        return f"a list of {describe(args[0]) if args else 'values'}"
+        item = describe(args[0]) if args else "values"
+        return f"a list of ({item})" if " or " in item else f"a list of {item}"
     if _is_struct(tp):
         return "a table"
     return getattr(tp, "__name__", str(tp))
@@ -124,7 +125,9 @@ def _explain(exc: msgspec.ValidationError, data, cls) -> str:
                 ranges.check(section, key, value, key)
             except ConfigError as err:
                 return f"{prefix}{err}"
-        return f"{prefix}{key} = {value!r}: expected {describe(_hints(struct).get(key))}"
+        expected = _hints(struct).get(key)
+        what = f"a [{key}] table" if not names and _struct_in(expected) else describe(expected)
+        return f"{prefix}{key} = {ranges.shorten(value, repr)}: expected {what}"
     cause = exc.__cause__
     if isinstance(cause, (ConfigError, ValueError, TypeError)):
         return f"{prefix}{cause}"

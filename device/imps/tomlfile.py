@@ -18,7 +18,7 @@ def read_toml(path: Path) -> dict:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:  # a directory, no permission, an I/O error
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
