@@ -1,8 +1,8 @@
 """Every number a person, a config file or a model can set, and its finite range: one home.
 
 ``RANGES`` maps ``(section, key)`` of the config file to a closed, finite
-``Range``. ``config.py`` checks every key of a loaded file against it, and the
-OSC control messages (``controls.py``) use the same entries, so ``/time_scale``
+``Range``. Each config section (a ``settings.Section``) checks its keys against
+it, whether read from a file or built in code, and the OSC control messages (``controls.py``) use the same entries, so ``/time_scale``
 and ``[engine] time_scale`` can never disagree. Lists are checked element by
 element. A new config section adds its numbers here; a test fails for any
 numeric config key without a range.
