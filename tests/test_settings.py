@@ -12,12 +12,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from imps.buttons import PanelConfig
-from imps.config import PACKAGE_DIR, SECTIONS, EngineConfig, load_config, settings_of
+from imps.box.config import PACKAGE_DIR, SECTIONS, EngineConfig, load_config, settings_of
 from imps.errors import ConfigError
-from imps.midi.settings import MidiSettings, OutputRule, Rule
+from imps.io.midi.settings import MidiSettings, OutputRule, Rule
+from imps.io.serial_input import SerialSettings
+from imps.panel.buttons import PanelConfig
 from imps.ranges import RANGES
-from imps.serial_input import SerialSettings
 from imps.settings import Section, decode, describe, keys
 
 EXAMPLE = PACKAGE_DIR / "box.example.toml"
@@ -185,3 +185,13 @@ def test_the_example_round_trips_through_the_structs():
     again = decode(type(config), {**data, "source": config.source})
     assert again == config
     assert math.isclose(again.engine.time_scale, config.engine.time_scale)
+
+
+def test_the_config_benchmark_prints_its_figures():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "imps.bench.config", "--runs", "1"], capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    figures = [float(x) for x in re.findall(r"(\d+\.\d+) (?:ms|MB)", out)]
+    assert len(figures) == 4 and all(f >= 0 for f in figures), out
+    assert "typing_extensions" in out and "load_config(box.example.toml)" in out
