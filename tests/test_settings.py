@@ -16,7 +16,7 @@ from imps.box.config import PACKAGE_DIR, SECTIONS, EngineConfig, load_config, se
 from imps.errors import ConfigError
 from imps.io.midi.settings import MidiSettings, OutputRule, Rule
 from imps.io.serial_input import SerialSettings
-from imps.panel.buttons import PanelConfig
+from imps.panel.settings import PanelConfig
 from imps.ranges import RANGES
 from imps.settings import Section, decode, describe, keys
 
@@ -111,8 +111,8 @@ def test_every_truncation_of_the_example_loads_or_says_why(tmp_path):
 def test_structs_built_in_code_are_range_checked_too():
     with pytest.raises(ConfigError, match=r"time_scale = 1000000000000.0: out of range, expected 0.01 to 100"):
         EngineConfig(time_scale=1e12)
-    with pytest.raises(ConfigError, match="poll_interval = 0.0: out of range"):
-        PanelConfig(poll_interval=0.0)
+    with pytest.raises(ConfigError, match="shutdown_hold = 1000000000.0: out of range"):
+        PanelConfig(shutdown_hold=1e9)
     with pytest.raises(ConfigError, match="hello_attempts = -1: out of range"):
         SerialSettings(hello_attempts=-1)
     with pytest.raises(ConfigError, match="max_sysex = 1: out of range"):
