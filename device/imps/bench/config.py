@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 
-from ..box.config import PACKAGE_DIR, load_config, tomllib
+from ..box.config import PACKAGE_DIR, load_config
+from ..tomlfile import tomllib
 
 EXAMPLE = PACKAGE_DIR / "box.example.toml"
 CHILD = r'''
