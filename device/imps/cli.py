@@ -161,7 +161,12 @@ def _config_import(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command; with ``only`` (the command about to run), the tools' arguments are added
+    only for that command, so `imps run` starts without importing the benchmarks and the soak."""
+    def wanted(name: str) -> bool:
+        return only is None or only == name
+
     parser = argparse.ArgumentParser(prog="imps", description="IMPS box: the device side.")
     parser.add_argument("--version", action="version", version=f"imps {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -191,21 +196,23 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--output", help="write the box config here instead of stdout")
     imp.set_defaults(func=_config_import)
 
-    from .bench.bench import add_bench_arguments, bench_command
     bench = sub.add_parser("bench", help="time predictions, start-up, memory and latency on this machine",
                            description="Benchmark the model runtime (the IMPS paper's sweeps), cold start, "
                                        "peak memory and the engine's timing; writes bench.csv and bench.json.")
-    add_bench_arguments(bench)
-    bench.set_defaults(func=bench_command)
+    if wanted("bench"):
+        from .bench.bench import add_bench_arguments, bench_command
+        add_bench_arguments(bench)
+        bench.set_defaults(func=bench_command)
 
-    from .bench.soak import add_soak_arguments, soak_command
     soak = sub.add_parser("soak", help="run the real box for minutes, inject faults at random, check it recovers",
                           description="A soak test: `imps run` with a simulated board on a pty and a performer on "
                                       "UDP, with random faults (kill -9, unplug, garbage, floods, bad models and "
                                       "configs by SIGHUP, disk full, control-port fuzz); prints what was injected, "
                                       "what recovered, and where every numbered performer event went.")
-    add_soak_arguments(soak)
-    soak.set_defaults(func=soak_command)
+    if wanted("soak"):
+        from .bench.soak import add_soak_arguments, soak_command
+        add_soak_arguments(soak)
+        soak.set_defaults(func=soak_command)
 
     return parser
 
@@ -223,4 +230,6 @@ def dispatch(parser: argparse.ArgumentParser, argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return dispatch(build_parser(), argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in args if not a.startswith("-")), None)   # `imps [--version|-h] COMMAND ...`
+    return dispatch(build_parser(command), argv)
