@@ -36,7 +36,7 @@ def _train(args) -> int:
                          input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures,
                          max_minutes=args.max_minutes, split_seed=args.split_seed)
     dataset = load_dataset(args.dataset)
-    result = train(dataset, args.out, config, progress=not args.quiet)
+    result = train(dataset, args.out, config, progress=not args.quiet, resume=args.resume)
     print(f"{args.out}: {result['epochs_run']} epochs in {result['seconds']:.0f} s "
           f"({result['seconds_per_epoch']:.1f} s/epoch), best validation loss "
           f"{result['best_val_loss']} at epoch {result['best_epoch']}; history.csv and loss.png written")
@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the held-out split (default: --seed); fix it to vary only the initialisation")
     t.add_argument("--max-minutes", type=_positive_float,
                    help="wall-time budget: stop after the first epoch that ends past it (best weights kept)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last epoch (same settings; --epochs and "
+                        "--max-minutes may change); a finished run is skipped")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 
@@ -277,7 +280,8 @@ def _add_experiment_commands(sub) -> None:
     x.add_argument("--max-minutes", type=_positive_float,
                    help="wall-time budget per size: stop after the first epoch past it (a stated cap)")
     x.add_argument("--resume", action="store_true",
-                   help="keep sizes already trained in --out with identical settings instead of retraining")
+                   help="continue each size's run in --out from its last epoch (a killed or capped run); "
+                        "finished runs are skipped, runs with other settings refused")
     x.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     x.set_defaults(func=_experiment)
 

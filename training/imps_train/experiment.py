@@ -21,7 +21,7 @@ from imps.model.dataset import Dataset
 from imps.errors import ImpsError
 
 from . import mdrnn
-from .train import TrainConfig, load_run, train
+from .train import RESUME_FILE, TrainConfig, load_run, train
 
 SUMMARY_FIELDS = ["size", "units", "epochs_run", "best_epoch", "best_val_loss", "final_val_loss",
                   "best_train_loss", "final_train_loss", "seconds", "seconds_per_epoch",
@@ -91,8 +91,9 @@ def run_experiment(dataset: Dataset, sizes, out_dir, config: TrainConfig | None 
     """Train every size on dataset with the same config; write the summary and the figure.
 
     ``sizes``: a list of unit counts (or size names). ``config``: everything but
-    the size, shared by all runs. ``resume``: keep runs already finished in
-    out_dir with the identical config instead of training them again.
+    the size, shared by all runs. ``resume``: continue each size's run saved in
+    out_dir from its last epoch (skipped if it had finished; refused if its
+    settings differ, see ``train.train``).
     """
     from tqdm.auto import tqdm
 
@@ -108,9 +109,10 @@ def run_experiment(dataset: Dataset, sizes, out_dir, config: TrainConfig | None 
         bar.set_postfix(units=units)
         cfg = replace(config, size=str(units))
         run_dir = out / f"{units}u"
-        run = _reusable(run_dir, cfg) if resume else None
+        # A finished run from before runs were resumable is reused only with the identical config.
+        run = _reusable(run_dir, cfg) if resume and not (run_dir / RESUME_FILE).exists() else None
         if run is None:
-            run = train(dataset, run_dir, cfg, progress=progress)
+            run = train(dataset, run_dir, cfg, progress=progress, resume=resume)
         rows.append(summarise(run, run_dir))
         runs[str(units)] = run["history"]
         _write(out, label, dataset, config, rows, runs, time.perf_counter() - started)  # partial results survive
