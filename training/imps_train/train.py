@@ -247,8 +247,8 @@ def train(dataset: Dataset, out_dir, config: TrainConfig | None = None, progress
         raise ValueError(f"max_minutes must be positive, got {config.max_minutes}")
     out = Path(out_dir)
     saved = _saved_run(out, config, dataset) if resume else None
-    if saved is not None and (saved.get("finished") in ("early stopping", "not a number")
-                              or saved["epochs_done"] >= config.epochs):
+    if saved is not None and (out / "run.json").exists() and (
+            saved.get("finished") in ("early stopping", "not a number") or saved["epochs_done"] >= config.epochs):
         why = saved.get("finished") or "epoch cap"
         print(f"{out}: finished ({why}, {saved['epochs_done']} epochs); not trained again")
         return load_run(out)
@@ -283,6 +283,12 @@ def train(dataset: Dataset, out_dir, config: TrainConfig | None = None, progress
         print(f"{out}: resuming after epoch {first_epoch} (best validation loss {saved['best_val_loss']} "
               f"at epoch {saved['best_epoch']})")
     _write_history_csv(out / "history.csv", state["history"])   # the saved rows, or just the header
+    if saved is None:   # a fresh run: nothing of an older run here may be resumed or reported as this one
+        for name in (RESUME_FILE, "run.json"):
+            (out / name).unlink(missing_ok=True)
+    for stale in out.glob("last-*.weights.h5"):   # from an older run here, or a kill between save and delete
+        if stale.name != state["weights"]:
+            stale.unlink()
     budget_stop: dict = {}
     early = _early_stopping(config.patience, saved, best_weights)
     nan_stop = keras.callbacks.TerminateOnNaN()
