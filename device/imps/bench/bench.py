@@ -41,6 +41,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ImpsError
+from .e2e import UNIT_PRIORITY
 from .stats import COLUMNS, row, summary
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models" / "bench"
@@ -381,7 +382,7 @@ def headline(rows: list[dict]) -> list[str]:
 
 def run_bench(out_dir=None, plan: Plan | None = None, models_dir=None, runtimes=None, units=UNITS_SWEEP,
               dimensions=DIMENSION_SWEEP, e2e: bool = True, cold: bool = True, progress=None,
-              log=print, realtime: int = 10) -> dict:
+              log=print, realtime: int = UNIT_PRIORITY) -> dict:
     plan = plan or Plan.quick()
     models_dir = Path(models_dir or MODELS_DIR)
     from ..model.runtime import available_runtimes
@@ -434,7 +435,7 @@ def add_bench_arguments(parser) -> None:
     parser.add_argument("--e2e-seconds", type=float, help="length of each end-to-end run")
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end (engine) parts")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold-start processes")
-    parser.add_argument("--realtime", type=int, default=10, metavar="PRIORITY",
+    parser.add_argument("--realtime", type=int, default=UNIT_PRIORITY, metavar="PRIORITY",
                         help="also measure the serial and MIDI paths on SCHED_FIFO at this priority, as "
                              "imps.service runs the box (default %(default)s; 0: not; needs root or LimitRTPRIO)")
     parser.set_defaults(full=False)
