@@ -2,6 +2,7 @@ import datetime as dt
 import errno
 import os
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -137,8 +138,10 @@ def test_full_disk_then_freed_resumes_with_a_gap_marker(tmp_path, caplog):
             w.write("interface", [0.9])
         assert wait_for(lambda: w.lost == 3)
         assert w.failed and "No space left" in w.failed
+        assert w.summary() == "LOG OFF"                    # what the status line shows meanwhile
         disk.full = False                                  # space returns; no new line needed
         assert wait_for(lambda: w.failed is None), "logging did not resume by itself"
+        assert w.summary() == "log 3 lost to the disk in 1 gap"
         for i in range(4):
             w.write("interface", [i / 10])
         assert wait_for(lambda: w.written == 9)
@@ -148,6 +151,32 @@ def test_full_disk_then_freed_resumes_with_a_gap_marker(tmp_path, caplog):
     assert sum("interaction log stopped" in r.message for r in caplog.records) == 1
     assert sum("interaction log resumed" in r.message for r in caplog.records) == 1
     check_gap_log(w.path, 5, 4, 3)
+
+
+def test_a_full_queue_is_counted_and_shown(tmp_path):
+    """A disk slower than the music: write() never blocks, the lines it could not queue are
+    counted, and the status line says so (a person sees that the log has holes)."""
+    disk = FaultyDisk()
+    release = threading.Event()
+
+    def slow_open(path):
+        f = disk.open(path)
+        write = f.write
+        f.write = lambda data: (release.wait(30), write(data))
+        return f
+    w = LogWriter(tmp_path, dimension=2, queue_size=4, opener=slow_open)
+    try:
+        assert w.summary() == ""
+        for i in range(20):
+            w.write("interface", [i / 100])
+        assert w.dropped >= 20 - 4 - 1          # the queue holds 4, the writer holds at most 1
+        assert w.summary() == f"log {w.dropped} dropped (queue full)"
+        release.set()
+        assert wait_for(lambda: w.written == 20 - w.dropped)
+    finally:
+        release.set()
+        w.close()
+    assert len(read_log(w.path).sources) == 20 - w.dropped
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ ones reboot it, cut its power and press its shutdown button.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -160,52 +161,79 @@ def test_sound_engine_plays_notes_and_silence_silences(vm, box):
 
 
 MIDI_TOML = """
-# The VM's MIDI test (tests/vm): snd-virmidi's ports in and out, the board unplugged from the config.
+# The VM's MIDI test (tests/vm): snd-seq-dummy's two through ports, the board unplugged from the config.
 [midi]
 enabled = true
 
 [[midi.input]]
-device = "{inp}"
+device = "Midi Through Port-0"
 transport = "alsa"
 map = [
-  {{type = "control_change", channel = 1, number = 1, control = 0}},
-  {{type = "control_change", channel = 1, number = 2, control = 1}},
-  {{type = "control_change", channel = 1, number = 3, control = 2}},
+  {type = "control_change", channel = 1, number = 1, control = 0},
+  {type = "control_change", channel = 1, number = 2, control = 1},
+  {type = "control_change", channel = 1, number = 3, control = 2},
 ]
 
 [[midi.output]]
-device = "{out}"
+device = "Midi Through Port-1"
 transport = "alsa"
 voices = ["model"]
 map = [
-  {{type = "note", channel = 2, control = 0}},
-  {{type = "control_change", channel = 2, number = 1, control = 1}},
-  {{type = "control_change", channel = 2, number = 2, control = 2}},
+  {type = "note", channel = 2, control = 0},
+  {type = "control_change", channel = 2, number = 1, control = 1},
+  {type = "control_change", channel = 2, number = 2, control = 2},
 ]
 """
 
-# On the box: CC 1-3 on channel 1 (status 0xB0) into a virmidi port's raw side, 20 a second.
-SEND_CCS = ("sudo python3 -c \"import os, random, sys, time; fd = os.open(sys.argv[1], os.O_WRONLY); "
-            "end = time.time() + float(sys.argv[2]); n = 0\n"
-            "while time.time() < end:\n"
-            "    os.write(fd, bytes([0xB0, 1 + n % 3, random.randrange(128)])); n += 1; time.sleep(0.05)\n"
-            "print(n)\" ")
+# On the box, as a second ALSA sequencer client (the box's own venv: mido over python-rtmidi):
+# CC 1-3 on channel 1 into through port 0 at 20 a second for SECONDS, while listening to
+# through port 1, where the box plays; then listen until a note and a CC on channel 2 came.
+MIDI_PROBE = r"""
+import json, random, sys, time
+import mido
+seconds = float(sys.argv[1])
+backend = mido.Backend("mido.backends.rtmidi")
+def port(names, tag):
+    hits = [n for n in names if tag in n]
+    if not hits:
+        sys.exit(f"no port {tag!r} among {names}")
+    return hits[0]
+listen = backend.open_input(port(backend.get_input_names(), "Midi Through Port-1"))
+send = backend.open_output(port(backend.get_output_names(), "Midi Through Port-0"))
+got, sent = [], 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    send.send(mido.Message("control_change", channel=0, control=1 + sent % 3, value=random.randrange(128)))
+    sent += 1
+    got += list(listen.iter_pending())
+    time.sleep(0.05)
+def counts():
+    notes = sum(1 for m in got if m.type == "note_on" and m.channel == 1)
+    ccs = sum(1 for m in got if m.type == "control_change" and m.channel == 1)
+    return notes, ccs
+end = time.monotonic() + 60
+while min(counts()) == 0 and time.monotonic() < end:
+    got += list(listen.iter_pending())
+    time.sleep(0.05)
+notes, ccs = counts()
+print(json.dumps(dict(sent=sent, received=len(got), notes=notes, ccs=ccs)))
+"""
 
 
 def test_midi_in_and_out_through_real_alsa_sequencer_ports(vm, box):
-    """Issue #13's ALSA path on a real kernel: snd-virmidi's sequencer ports, opened by
-    python-rtmidi (compiled on the box) inside the hardened unit. What is written to
-    port 0's raw side reaches the box as MIDI input; the model's notes and controls
-    come out of port 1's raw side."""
-    vm.ssh("sudo modprobe snd-virmidi midi_devs=2")
-    card = wait_for(lambda: re.search(r"^ *(\d+) \[VirMIDI", vm.out("cat /proc/asound/cards"), re.M),
-                    60, "the VirMIDI card").group(1)
-    raw_in, raw_out = f"/dev/snd/midiC{card}D0", f"/dev/snd/midiC{card}D1"
+    """Issue #13's ALSA path on a real kernel: python-rtmidi (compiled on the box) opens
+    sequencer ports inside the hardened unit. The kernel's snd-seq-dummy gives two
+    through ports (Debian's arm64 kernel has no snd-virmidi): what a second client
+    sends into port 0 reaches the box as MIDI input, and the model's notes and
+    controls, which the box sends to port 1, come out to that client."""
+    vm.ssh("sudo modprobe -r snd-seq-dummy 2>/dev/null; sudo modprobe snd-seq-dummy ports=2")
+    wait_for(lambda: "Midi Through Port-1" in vm.out("cat /proc/asound/seq/clients"), 60,
+             "snd-seq-dummy's second through port")
     provisioned = vm.out("cat /etc/imps/box.toml")
     config = provisioned.replace("[serial]\nenabled = true", "[serial]\nenabled = false") \
         .replace("[actuators]\nenabled = true", "[actuators]\nenabled = false")
     assert config != provisioned
-    config += MIDI_TOML.format(inp=f"VirMIDI {card}-0", out=f"VirMIDI {card}-1")
+    config += MIDI_TOML
     vm.ssh("sudo cp /etc/imps/box.toml /etc/imps/box.toml.vm-saved && sudo tee /etc/imps/box.toml >/dev/null",
            input=config.encode())
     try:
@@ -213,19 +241,16 @@ def test_midi_in_and_out_through_real_alsa_sequencer_ports(vm, box):
         wait_for(lambda: service(vm, "ActiveState") == "active", 180, "the box with MIDI to be READY")
         log = newest_log(vm)
         before = log_sources(vm, log)
-        vm.ssh(f"sudo rm -f /tmp/midi-out.bin; (sudo timeout 90 cat {raw_out} > /tmp/midi-out.bin &)")
-        sent = int(vm.out(SEND_CCS + f"{raw_in} 10", timeout=120).strip())
-        got = wait_for(lambda: int(vm.out("stat -c %s /tmp/midi-out.bin").strip()) >= 30, 120,
-                       "MIDI bytes out of the box's output port") and vm.ssh("sudo cat /tmp/midi-out.bin").stdout
+        vm.ssh("cat > /tmp/midi-probe.py", input=MIDI_PROBE.encode())
+        probe = json.loads(vm.out("sudo /opt/imps/current/venv/bin/python /tmp/midi-probe.py 10",
+                                  timeout=240).strip().splitlines()[-1])
         after = log_sources(vm, log)
-        status = [b for b in got if b & 0x80]
-        notes = sum(1 for b in status if b == 0x91)         # note on, channel 2
-        ccs = sum(1 for b in status if b == 0xB1)           # control change, channel 2
-        print(f"{sent} CCs in -> {after.get('interface', 0) - before.get('interface', 0)} performer events, "
-              f"{after.get('rnn', 0) - before.get('rnn', 0)} model events; out: {len(got)} bytes, "
-              f"{notes} note-ons, {ccs} CCs")
-        assert after.get("interface", 0) - before.get("interface", 0) >= sent // 2
-        assert notes >= 1 and ccs >= 1
+        performer = after.get("interface", 0) - before.get("interface", 0)
+        print(f"{probe['sent']} CCs in -> {performer} performer events, "
+              f"{after.get('rnn', 0) - before.get('rnn', 0)} model events; out: {probe['received']} messages, "
+              f"{probe['notes']} note-ons, {probe['ccs']} CCs on channel 2")
+        assert performer >= probe["sent"] // 2
+        assert probe["notes"] >= 1 and probe["ccs"] >= 1
         journal = vm.out("sudo journalctl -u imps.service -b --no-pager -o cat -n 200")
         assert "Operation not permitted" not in journal and "Permission denied" not in journal, journal[-2000:]
     finally:

@@ -157,6 +157,19 @@ class LogWriter:
                 self._fail(exc)
             self._file = None
 
+    def summary(self) -> str:
+        """The log's part of the status line: '' while every line reaches the disk.
+        ``LOG OFF`` while the disk refuses lines; afterwards how many were lost to
+        the disk (and in how many gaps) and to a full queue (a disk too slow)."""
+        if self.failed:
+            return "LOG OFF"
+        parts = []
+        if self.lost:
+            parts.append(f"{self.lost} lost to the disk in {max(self.gaps, 1)} gap{'s' * (self.gaps > 1)}")
+        if self.dropped:
+            parts.append(f"{self.dropped} dropped (queue full)")
+        return ("log " + ", ".join(parts)) if parts else ""
+
     @property
     def thread(self):
         """The writer thread (the box's supervisor watches it)."""
