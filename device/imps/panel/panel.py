@@ -175,15 +175,16 @@ class Panel:
             why = f"exit status {result.returncode}" + (f": {said[-1]}" if said else "")
         except (OSError, subprocess.SubprocessError) as exc:
             why = str(exc)
-        # Not powering off after all: say so on the LEDs, not "shutting down" forever.
+        # Not powering off after all: say why in the journal first, then on the LEDs and in
+        # the counters (whoever sees the failure there finds its reason already logged).
+        log.error("shutdown command %s failed, the box stays on: %s (is it installed, and may this user "
+                  "run it? the service user needs the polkit rule deploy/provision.sh writes, "
+                  "see docs/appliance.md)", " ".join(cmd), why)
         self.counters["errors"] += 1
         with self._lock:
             self.shutting_down = False
             self.shutdown_failed = why
             self._render()
-        log.error("shutdown command %s failed, the box stays on: %s (is it installed, and may this user "
-                  "run it? the service user needs the polkit rule deploy/provision.sh writes, "
-                  "see docs/appliance.md)", " ".join(cmd), why)
 
     # -- the LEDs -----------------------------------------------------------------
     def _render(self, flash: bool = False) -> None:
