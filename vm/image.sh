@@ -21,7 +21,13 @@ ARCH=arm64
 SIZE=4G
 OUT=build/vm
 die() { echo "vm/image.sh: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "needs root (mmdebstrap of a foreign architecture, file owners in the image)"
+if [ "$(id -u)" != 0 ]; then
+  # A user with passwordless sudo (a laptop, a CI runner): build as root, own the result.
+  sudo -n true 2>/dev/null || die "needs root or passwordless sudo (mmdebstrap of a foreign architecture, file owners in the image)"
+  exec sudo -n IMPS_VM_MIRROR="$MIRROR" IMPS_VM_OWNER="$(id -u):$(id -g)" bash "$0" "$@"
+fi
+# Built for a user through sudo: that user must read the key and write under build/vm.
+own() { [ -z "${IMPS_VM_OWNER:-}" ] || chown -R "$IMPS_VM_OWNER" "$@"; }
 case $SUITE in trixie|bookworm) ;; *) die "SUITE must be trixie or bookworm, not $SUITE" ;; esac
 
 # The base system, the packages `make provision` installs (read from provision.sh,
@@ -35,6 +41,7 @@ PACKAGES=$(printf '%s\n' "${BASE[@]}" "${PROVISION[@]}" | sort -u | paste -sd, -
 bash vm/binfmt.sh
 mkdir -p "$OUT"
 [ -f "$OUT/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C imps-vm -f "$OUT/id_ed25519"
+own "$OUT"
 KEY=$(cat "$OUT/id_ed25519.pub")
 
 hash=$( { cat vm/image.sh vm/customize.sh; echo "$SUITE $ARCH $SIZE $MIRROR $PACKAGES $KEY"; } | sha256sum | cut -c1-16)
@@ -68,6 +75,7 @@ cp -L "$tmp/root/vmlinuz" "$IMAGE/vmlinuz"
 cp -L "$tmp/root/initrd.img" "$IMAGE/initrd.img"
 mkfs.ext4 -q -L imps-root -d "$tmp/root" "$IMAGE/disk.raw" "$SIZE"
 rm -rf "$tmp"
+own "$OUT"
 echo "$SUITE $ARCH built in $((SECONDS - start)) s from: $PACKAGES" >"$IMAGE/.complete"
 echo "== image built in $((SECONDS - start)) s" >&2
 echo "$IMAGE"

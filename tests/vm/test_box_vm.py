@@ -332,7 +332,9 @@ def test_reboot_plays_by_itself_boot_to_first_note(vm, box, board):
     while len(board.actuator_log) == frames:
         if first_hello is None and board.counters["hellos"] > hellos:
             first_hello = time.monotonic()
-        assert time.monotonic() < deadline, "no model note within 15 minutes of power-on"
+        if time.monotonic() > deadline:
+            raise AssertionError("no model note at the board within 15 minutes of power-on\n"
+                                 + _where_it_stopped(vm, board, hellos, frames))
         assert vm.alive(), vm.console_tail()
         time.sleep(0.02)
     first_note = board.actuator_log[frames][0] - t0
@@ -348,6 +350,21 @@ def test_reboot_plays_by_itself_boot_to_first_note(vm, box, board):
     assert "network" not in chain, chain
     deps = vm.out("systemctl list-dependencies --all --no-pager imps.service")
     assert "network-online" not in deps and "wait-online" not in deps
+
+
+def _where_it_stopped(vm, board, hellos: int, frames: int) -> str:
+    """What each link of board -> box -> board showed, for a failure message."""
+    said = [f"board: {board.status()} (before the reboot: {hellos} HELLOs, {frames} ACTUATOR frames)"]
+    for what, command in (("imps.service", "systemctl status --no-pager -n 0 imps.service"),
+                          ("the box's journal this boot", "sudo journalctl -b -u imps.service --no-pager -o cat -n 40"),
+                          ("serial devices", "ls -l /dev/serial/by-id/ /dev/ttyUSB* 2>&1"),
+                          ("log lines by source", "sudo sh -c 'f=$(ls -1t /var/lib/imps/logs/*.log | head -1); "
+                                                  "echo $f; cut -d, -f2 $f | sort | uniq -c'")):
+        try:
+            said.append(f"--- {what}\n" + vm.out(command, check=False, timeout=120))
+        except Exception as exc:      # the box may not answer at all: say that instead
+            said.append(f"--- {what}: {exc!r}")
+    return "\n".join(said)
 
 
 def test_power_cut_mid_performance(vm, box):

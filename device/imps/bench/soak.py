@@ -513,9 +513,12 @@ class Soak:
         # events sent meanwhile queue behind it: the flood lasts until one sent after it is logged,
         # and IN_FLIGHT more, because that one may be a serial event logged while the OSC backlog
         # still fills the engine's inbox (seen: 6 events lost 17 ms after; the box counted them).
-        # What falls in the window must still be within the box's own lost counter (the checks).
+        # It opens IN_FLIGHT before the flood too: a serial event sent just before it is still on
+        # its way (pty, reader) when the flood fills the inbox (seen: one sent 0.5 ms before, lost
+        # and counted by the box). What falls in the window must still be within the box's own
+        # lost counter (the checks).
         drained = self._event_logged_after(t1)
-        self.windows.append(("flood: counted lost by the box", t0, time.monotonic() + IN_FLIGHT))
+        self.windows.append(("flood: counted lost by the box", t0 - IN_FLIGHT, time.monotonic() + IN_FLIGHT))
         return self._healthy() and drained, f"{n} events; box plays on"
 
     def _sighup_bad(self, write_bad, expect: str):
