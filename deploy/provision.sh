@@ -171,6 +171,36 @@ net.core.rmem_max = $RMEM_MAX"
   say "buffers: net.core.rmem_max = $RMEM_MAX ($file)"
 }
 
+# imps.service allows the serial boards' and ALSA's devices by their driver's name in
+# /proc/devices (DeviceAllow=char-ttyUSB ...), which systemd looks up once, when the service
+# starts. A driver loaded later stays denied: a USB board found at boot after the box had
+# started could not be opened ("Operation not permitted"; seen in the VM's reboot test).
+# So the drivers of every such group load before any service (systemd-modules-load runs in
+# sysinit.target, which imps.service is ordered after). The other groups the unit names are
+# built into Raspberry Pi OS's kernel. tests/test_units.py keeps both lists equal to the unit's.
+DEVICE_DRIVERS=(ttyUSB=usbserial ttyACM=cdc_acm alsa=snd)
+# shellcheck disable=SC2034  # not used here: the record that tests/test_units.py checks against the unit
+BUILT_IN_DEVICES=(gpiochip bcm2835-gpiomem rpi-gpiomem ttyAMA ttyS)
+MODULES_FILE="modules-load.d/imps.conf"
+drivers() {
+  local file="$ETC/$MODULES_FILE" content pair module modules=() skipped=()
+  for pair in "${DEVICE_DRIVERS[@]}"; do
+    module=${pair#*=}
+    # Only what this kernel has (a module, or built in): a missing one would fail the boot's modules-load.
+    if modprobe -n -q "$module" 2>/dev/null; then modules+=("$module"); else skipped+=("$module"); fi
+  done
+  content="# Written by IMPS provision.sh: drivers whose devices imps.service allows by name
+# (DeviceAllow=char-...), loaded before it starts so a board plugged in at boot is allowed.
+$(printf '%s\n' "${modules[@]}")"
+  [ ${#skipped[@]} -eq 0 ] || say "drivers: not in this kernel, left out: ${skipped[*]}"
+  if [ ${#modules[@]} -eq 0 ]; then say "drivers: none to load"; return; fi
+  if [ -e "$file" ] && [ "$(cat "$file")" = "$content" ]; then say "drivers: $file in place"; return; fi
+  [ -d "$(dirname "$file")" ] || run install -d -m 0755 "$(dirname "$file")"
+  write_file "$file" 0644 <<<"$content"
+  if [ "$ETC" = /etc ]; then run modprobe -a "${modules[@]}"; fi
+  say "drivers: ${modules[*]} load at boot ($file)"
+}
+
 # A directory with this mode and owner, made or fixed only when it is not so already.
 ensure_dir() {
   local mode=$1 owner=$2 d
@@ -246,6 +276,7 @@ on_box() {
   audio
   power
   buffers
+  drivers
   layout
   say "provisioned; next: make deploy HOST=$ADMIN@$(hostname)"
   [ "$REBOOT" = 0 ] || say "reboot the box once for the serial settings to take effect"

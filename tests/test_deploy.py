@@ -587,3 +587,39 @@ def test_provision_midi_uart_moves_bluetooth_off_the_pl011_once(tmp_path):
     off = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True,
                             env=provision_env(tmp_path / "box", IMPS_USER="impsnobody", IMPS_BOOT_CONFIG=str(boot))))
     assert "MIDI UART: not asked for" in off.stdout
+
+
+def provision_array(name: str) -> list:
+    return re.search(rf"^{name}=\((.*)\)$", PROVISION.read_text(), re.M).group(1).split()
+
+
+def test_every_device_group_the_unit_allows_is_loaded_at_boot_or_built_in():
+    """The joint between imps.service and provisioning. systemd resolves DeviceAllow=char-NAME
+    from /proc/devices once, when the unit starts: a group whose driver loads later stays
+    denied (a USB board found at boot after the box started gave EPERM in the VM)."""
+    unit = (REPO / "deploy" / "systemd" / "imps.service").read_text()
+    allowed = set(re.findall(r"^DeviceAllow=char-(\S+)", unit, re.M))
+    loaded = {pair.split("=")[0] for pair in provision_array("DEVICE_DRIVERS")}
+    assert allowed == loaded | set(provision_array("BUILT_IN_DEVICES")), \
+        "each DeviceAllow=char-NAME needs its driver in DEVICE_DRIVERS (or NAME in BUILT_IN_DEVICES)"
+    assert not loaded & set(provision_array("BUILT_IN_DEVICES"))
+
+
+def test_provision_loads_the_drivers_this_kernel_has(tmp_path):
+    """What a kernel lacks is left out of modules-load.d (a missing module would fail the
+    boot's systemd-modules-load), and said; the rest is written. `modprobe -n` answers for
+    a kernel with usbserial and snd but no cdc_acm (this machine's container has none)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "modprobe").write_text('#!/bin/sh\n[ "$1" = -n ] || exit 3\n'
+                                      'case "$3" in usbserial|snd) exit 0;; *) exit 1;; esac\n')
+    (bin_dir / "modprobe").chmod(0o755)
+    root = tmp_path / "box"
+    env = provision_env(root, IMPS_USER="impsbox")
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    r = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True, env=env))
+    conf = dry_run_file(r.stdout, root / "etc" / "modules-load.d" / "imps.conf")
+    modules = [line for line in conf.splitlines() if line and not line.startswith("#")]
+    assert modules == ["usbserial", "snd"]
+    assert "drivers: not in this kernel, left out: cdc_acm" in r.stdout
+    assert "drivers: usbserial snd load at boot" in r.stdout
