@@ -50,6 +50,16 @@ write_file() {
 
 # --- on the box (as root) ---------------------------------------------------------
 
+# A config file of STEP: FILE (mode 0644, its folder made) holds CONTENT afterwards.
+# Returns 1, having said so, when it held exactly that already (nothing to do). Called as
+# `put_file ... || return 0`, where set -e does not reach inside: so failures die explicitly.
+put_file() {
+  local step=$1 file=$2 content=$3
+  if [ -e "$file" ] && [ "$(cat "$file")" = "$content" ]; then say "$step: $file in place"; return 1; fi
+  [ -d "$(dirname "$file")" ] || run install -d -m 0755 "$(dirname "$file")" || die "$step: cannot make $(dirname "$file")"
+  write_file "$file" 0644 <<<"$content" || die "$step: cannot write $file"
+}
+
 packages() {
   local missing=() p
   for p in "${PACKAGES[@]}"; do
@@ -149,9 +159,7 @@ polkit.addRule(function (action, subject) {
 });
 EOF
 )
-  if [ -e "$rule" ] && [ "$(cat "$rule")" = "$content" ]; then say "power: $rule in place"; return; fi
-  [ -d "$(dirname "$rule")" ] || run install -d -m 0755 "$(dirname "$rule")"
-  write_file "$rule" 0644 <<<"$content"
+  put_file power "$rule" "$content" || return 0
   say "power: $SERVICE_USER may power off (polkit rule $rule)"
 }
 
@@ -164,9 +172,7 @@ buffers() {
   local file="$ETC/$SYSCTL_FILE" content
   content="# Written by IMPS provision.sh: room for the box's OSC receive buffers ([osc] receive_buffer).
 net.core.rmem_max = $RMEM_MAX"
-  if [ -e "$file" ] && [ "$(cat "$file")" = "$content" ]; then say "buffers: $file in place"; return; fi
-  [ -d "$(dirname "$file")" ] || run install -d -m 0755 "$(dirname "$file")"
-  write_file "$file" 0644 <<<"$content"
+  put_file buffers "$file" "$content" || return 0
   if [ "$ETC" = /etc ] && command -v sysctl >/dev/null; then run sysctl -q -p "$file"; fi
   say "buffers: net.core.rmem_max = $RMEM_MAX ($file)"
 }
@@ -177,9 +183,9 @@ net.core.rmem_max = $RMEM_MAX"
 # started could not be opened ("Operation not permitted"; seen in the VM's reboot test).
 # So the drivers of every such group load before any service (systemd-modules-load runs in
 # sysinit.target, which imps.service is ordered after). The other groups the unit names are
-# built into Raspberry Pi OS's kernel. tests/test_units.py keeps both lists equal to the unit's.
+# built into Raspberry Pi OS's kernel. tests/test_deploy.py keeps both lists equal to the unit's.
 DEVICE_DRIVERS=(ttyUSB=usbserial ttyACM=cdc_acm alsa=snd)
-# shellcheck disable=SC2034  # not used here: the record that tests/test_units.py checks against the unit
+# shellcheck disable=SC2034  # not used here: the record that tests/test_deploy.py checks against the unit
 BUILT_IN_DEVICES=(gpiochip bcm2835-gpiomem rpi-gpiomem ttyAMA ttyS)
 MODULES_FILE="modules-load.d/imps.conf"
 drivers() {
@@ -194,9 +200,7 @@ drivers() {
 $(printf '%s\n' "${modules[@]}")"
   [ ${#skipped[@]} -eq 0 ] || say "drivers: not in this kernel, left out: ${skipped[*]}"
   if [ ${#modules[@]} -eq 0 ]; then say "drivers: none to load"; return; fi
-  if [ -e "$file" ] && [ "$(cat "$file")" = "$content" ]; then say "drivers: $file in place"; return; fi
-  [ -d "$(dirname "$file")" ] || run install -d -m 0755 "$(dirname "$file")"
-  write_file "$file" 0644 <<<"$content"
+  put_file drivers "$file" "$content" || return 0
   if [ "$ETC" = /etc ]; then run modprobe -a "${modules[@]}"; fi
   say "drivers: ${modules[*]} load at boot ($file)"
 }

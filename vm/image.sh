@@ -41,7 +41,6 @@ PACKAGES=$(printf '%s\n' "${BASE[@]}" "${PROVISION[@]}" | sort -u | paste -sd, -
 bash vm/binfmt.sh
 mkdir -p "$OUT"
 [ -f "$OUT/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C imps-vm -f "$OUT/id_ed25519"
-own "$OUT"
 KEY=$(cat "$OUT/id_ed25519.pub")
 
 hash=$( { cat vm/image.sh vm/customize.sh; echo "$SUITE $ARCH $SIZE $MIRROR $PACKAGES $KEY"; } | sha256sum | cut -c1-16)

@@ -59,8 +59,8 @@ def status_line(box) -> str:
     note, when = box.note
     if note and time.monotonic() - when < NOTE_SECONDS:
         parts.append(note)
-    if box.logwriter is not None and box.logwriter.summary():
-        parts.append(box.logwriter.summary())
+    if box.logwriter is not None and (log_text := box.logwriter.summary()):
+        parts.append(log_text)
     if s["error"]:
         parts.append(f"ERROR {s['error'][:60]}")
     if box.restart_needed:
