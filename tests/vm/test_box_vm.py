@@ -117,12 +117,15 @@ def test_unplug_and_replug_through_the_qemu_monitor(vm, box, board):
     print("\n".join(line for line in journal.splitlines() if "serial" in line.lower())[-1500:])
 
 
-def _record(vm, seconds: float, during: str = "") -> np.ndarray:
-    """Record the loopback's capture side on the box while `during` runs there; mono float."""
+def _record(vm, seconds: float, during: str = "", keep: str = "") -> np.ndarray:
+    """Record the loopback's capture side on the box while `during` runs there; mono float.
+    `keep`: also save the recording as that file in the VM's work folder, to listen to."""
     vm.ssh(f"sudo rm -f /tmp/rec.wav; (sudo timeout {seconds + 5:.0f} arecord -q -D plughw:Loopback,1,0 "
            f"-f S16_LE -c 1 -r 48000 -d {seconds:.0f} /tmp/rec.wav &) ; sleep 0.5; {during or 'true'}; "
            f"while pgrep -x arecord >/dev/null; do sleep 0.2; done", timeout=seconds + 60)
     raw = vm.ssh("sudo cat /tmp/rec.wav").stdout
+    if keep:
+        (vm.workdir / keep).write_bytes(raw)
     with wave.open(io.BytesIO(raw)) as w:
         data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
     return data
@@ -147,13 +150,21 @@ def test_sound_engine_plays_notes_and_silence_silences(vm, box):
     # Alone with Pd: one note left to ring, one cut by /silence 50 ms in.
     vm.ssh("sudo systemctl stop imps.service")
     try:
-        quiet = _record(vm, 15, OSC_SEND + " /model@2.0 /model@0.05 /silence@2")
+        vm.ssh(OSC_SEND + " /silence@0.5")     # whatever the box left ringing
+        quiet = _record(vm, 15, OSC_SEND + " /model@2.0 /model@0.05 /silence@2", keep="sound-two-notes.wav")
     finally:
         vm.ssh("sudo systemctl start imps.service")
     env = np.array([_rms(quiet[i:i + 480]) for i in range(0, len(quiet) - 480, 480)])  # 10 ms frames
-    onsets = [i for i in range(1, len(env)) if env[i] > 1e-3 and env[i - 1] <= 1e-3]
-    assert len(onsets) >= 2, f"two notes expected, onsets at {onsets} (10 ms frames)"
-    rung, cut = onsets[0], onsets[-1]
+    # A note is a rise through a tenth of the loudest frame: a quiet tail wobbling around a
+    # fixed floor is not a note (it was, once: 0.0003 "ringing" after a false onset).
+    loud = env.max() / 10
+    onsets = [i for i in range(1, len(env)) if env[i] > loud and env[i - 1] <= loud]
+    print(f"peak rms {env.max():.4f}; onsets (10 ms frames) {onsets}")
+    # The free note and the cut one: the last onset, and the one about 2 s (200 frames) before it.
+    assert len(onsets) >= 2 and env.max() > 3e-3, f"two notes expected, onsets at {onsets} (10 ms frames)"
+    cut = onsets[-1]
+    rung = min(onsets[:-1], key=lambda i: abs(cut - i - 200))
+    assert 150 <= cut - rung <= 400, f"the two notes were sent 2 s apart, onsets at {onsets}"
     ringing = env[rung + 10: rung + 25].mean()       # 100-250 ms after the free note
     silenced = env[cut + 10: cut + 25].mean()        # the same after the cut one
     print(f"100-250 ms after a note: rms {ringing:.4f} left alone, {silenced:.5f} after /silence")
