@@ -97,6 +97,9 @@ def test_box_service_contract(rendered):
     # Not reset on fork: that resets new threads too, and only the main thread stays real-time.
     assert "CPUSchedulingResetOnFork" not in service or service["CPUSchedulingResetOnFork"] == "no"
     assert service["RestrictRealtime"] == "no"      # yes would stop systemd applying the policy
+    # Other processes hidden, but not /proc/cpuinfo: the runtimes' XNNPACK needs it
+    # (tests/test_runtime_cpu.py shows what hiding it costs).
+    assert service["ProtectProc"] == "invisible" and service.get("ProcSubset", "all") == "all"
     from imps.bench.e2e import UNIT_PRIORITY           # what `imps bench` measures as the unit's
     assert int(service["CPUSchedulingPriority"]) == UNIT_PRIORITY
 

@@ -78,6 +78,9 @@ def test_ready_under_real_systemd_with_its_hardening(vm, box):
     # on SCHED_FIFO 10, applied by systemd despite the rest of the hardening.
     classes = vm.out(f"ps -L -o cls=,rtprio=,comm= -p {pid}").splitlines()
     assert classes and all(line.split()[:2] == ["FF", "10"] for line in classes), classes
+    # The runtime saw the CPU through the unit's /proc and took its fast kernels (no ProcSubset=pid).
+    journal = vm.out("sudo journalctl -u imps.service -b --no-pager -o cat")
+    assert "XNNPACK delegate" in journal and "Error in cpuinfo" not in journal, journal[-2000:]
 
 
 def test_plays_from_the_usb_serial_board(vm, box, board):
