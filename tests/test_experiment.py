@@ -261,6 +261,11 @@ def test_seeds_pool_to_mean_and_spread_per_size(experiment, tmp_path, capsys):
         assert r["best_val_mean"] == pytest.approx(row["best_val_loss"] + 0.5)
         assert r["best_val_sd"] == pytest.approx(math.sqrt(0.5))       # two values 1 apart
         assert r["best_val_max"] - r["best_val_min"] == pytest.approx(1.0)
+    # The climb after the best epoch: the highest validation loss from the best epoch on.
+    for r, row in zip(rows, summary["sizes"]):
+        val = summary["histories"][str(row["units"])]["val_loss"]
+        assert r["per_seed_peak_after_best"]["0"] == pytest.approx(max(val[row["best_epoch"] - 1:]))
+        assert r["climb_after_best_mean"] >= 0
     assert main(["seeds", str(out), str(tmp_path / "seed1.json"), "-o", str(tmp_path / "pooled")]) == 0
     assert "2 seeds" in capsys.readouterr().out
     assert (tmp_path / "pooled" / "seeds.png").stat().st_size > 10_000

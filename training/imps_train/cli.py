@@ -101,7 +101,8 @@ def _seeds(args) -> int:
     rows = write(load_summaries(args.summaries), args.out, args.label)
     for r in rows:
         print(f"{r['units']:>5} units, {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}: best validation loss {r['best_val_mean']:.3f} "
-              f"± {r['best_val_sd']:.3f} (range {r['best_val_min']:.3f} to {r['best_val_max']:.3f})")
+              f"± {r['best_val_sd']:.3f} (range {r['best_val_min']:.3f} to {r['best_val_max']:.3f}), "
+              f"climbing {r['climb_after_best_mean']:+.2f} after it on average")
     print(f"wrote {args.out}/seeds.csv, seeds.json and seeds.png")
     return 0
 

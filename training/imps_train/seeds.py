@@ -20,7 +20,8 @@ from .experiment import ExperimentError
 
 FIELDS = ["units", "seeds", "best_val_mean", "best_val_sd", "best_val_min", "best_val_max",
           "last5_val_mean", "last5_val_sd", "best_epoch_mean", "epochs_run_mean", "early_stopped",
-          "time_capped", "train_at_best_mean", "gap_at_best_mean", "seconds_per_epoch_mean", "per_seed_best_val"]
+          "time_capped", "train_at_best_mean", "gap_at_best_mean", "climb_after_best_mean", "seconds_per_epoch_mean",
+          "per_seed_best_val", "per_seed_peak_after_best"]
 
 
 def load_summaries(paths) -> list[dict]:
@@ -64,6 +65,10 @@ def combine(summaries: list[dict]) -> list[dict]:
         last5 = [float(np.mean([v for v in h["val_loss"][-5:] if math.isfinite(v)])) for _, _, h in runs]
         train_at_best = [h["loss"][r["best_epoch"] - 1] for _, r, h in runs if r["best_epoch"]]
         gaps = [r["best_val_loss"] - t for (_, r, _), t in zip(runs, train_at_best)]
+        # Overfitting shows after the best epoch: the highest validation loss from there to the end.
+        peaks = {str(seed): float(max(v for v in h["val_loss"][r["best_epoch"] - 1:] if math.isfinite(v)))
+                 for seed, r, h in runs if r["best_epoch"]}
+        climbs = [peaks[str(seed)] - h["val_loss"][r["best_epoch"] - 1] for seed, r, h in runs if r["best_epoch"]]
         cfg_epochs = summaries[0]["config"]["epochs"]
         out.append({
             "units": units, "seeds": len(runs),
@@ -76,8 +81,10 @@ def combine(summaries: list[dict]) -> list[dict]:
                                  and not r.get("stopped_by_time_budget")),
             "time_capped": sum(1 for _, r, _ in runs if r.get("stopped_by_time_budget")),
             "train_at_best_mean": float(np.mean(train_at_best)), "gap_at_best_mean": float(np.mean(gaps)),
+            "climb_after_best_mean": float(np.mean(climbs)),
             "seconds_per_epoch_mean": float(np.mean([r["seconds_per_epoch"] for _, r, _ in runs])),
             "per_seed_best_val": {str(seed): r["best_val_loss"] for seed, r, _ in runs},
+            "per_seed_peak_after_best": peaks,
         })
     return out
 
@@ -90,7 +97,8 @@ def write(summaries: list[dict], out_dir, label: str | None = None) -> list[dict
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         for r in rows:
-            w.writerow(r | {"per_seed_best_val": " ".join(f"{k}:{v:.4f}" for k, v in r["per_seed_best_val"].items())})
+            w.writerow(r | {k: " ".join(f"{seed}:{v:.4f}" for seed, v in r[k].items())
+                            for k in ("per_seed_best_val", "per_seed_peak_after_best")})
     label = label or summaries[0]["dataset"]
     (out / "seeds.json").write_text(json.dumps({"dataset": label, "config": summaries[0]["config"],
                                                 "seeds": [s["config"].get("seed") for s in summaries],
