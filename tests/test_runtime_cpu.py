@@ -13,19 +13,17 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
-
-MODEL = ROOT / "device" / "imps" / "models" / "default.tflite"
 XNNPACK = "Created TensorFlow Lite XNNPACK delegate"
 CPUINFO_ERROR = "Error in cpuinfo"
 OUR_WARNING = "cannot read /proc/cpuinfo"
 
 # Load the bundled model the box's way and step it, with the box's logging on stderr.
-CHILD = f"""
+CHILD = """
 import logging, sys
 logging.basicConfig(level=logging.INFO)
+from imps.box.config import DEFAULT_MODEL
 from imps.model.runtime import open_interpreter
-interp, name = open_interpreter({str(MODEL)!r}, runtime=sys.argv[1])
+interp, name = open_interpreter(DEFAULT_MODEL, runtime=sys.argv[1])
 for _ in range(3):
     interp.invoke()
 print("loaded with", name)
