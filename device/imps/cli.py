@@ -35,6 +35,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--midi-file", metavar="FILE.mid",
                         help="a MIDI file as the performer (played from a virtual MIDI device), the model to a "
                              "virtual synth shown in the status line; with --simulate, instead of the sensor board")
+    parser.add_argument("--record", metavar="FILE.wav",
+                        help="write what the box plays (both voices, as the sound engine renders them) to a WAV "
+                             "file (overrides [recording] path)")
+    parser.add_argument("--sound-engine", action=argparse.BooleanOptionalAction, default=None,
+                        help="start Pure Data playing deploy/sound/imps.pd beside the box, stopped with it "
+                             "(default: with --simulate or --record); not if one already listens on the sound port")
+    parser.add_argument("--sound-output", choices=["default", "none"], default="default",
+                        help="the started sound engine's audio output: the default device, or none "
+                             "(it still renders: recordings work)")
     parser.add_argument("--log-dir", help="where interaction logs go (overrides [log] directory)")
     parser.add_argument("--no-log", action="store_true", help="do not write an interaction log")
     parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
@@ -49,6 +58,7 @@ def config_from_args(args, extra: dict | None = None):
         "model": {"path": args.model, "seed": args.seed},
         "engine": {"mode": args.mode},
         "log": {"directory": args.log_dir, "enabled": False if args.no_log else None},
+        "recording": {"path": getattr(args, "record", None)},
         "performer": {"simulate": True if args.simulate_performer else None},
         "status": {"terminal": False if args.quiet else None},
     }
@@ -70,7 +80,7 @@ def run_command(args) -> int:
     simulate = getattr(args, "simulate", False)
     midi_file = getattr(args, "midi_file", None)
     simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
-    box = board = keys = keys_panel = player = None
+    box = board = keys = keys_panel = player = sound_engine = None
     live = False
     try:
         extra = {}
@@ -86,7 +96,10 @@ def run_command(args) -> int:
             board = start_simulated_board(config, link)
         if midi_file:
             player = midi_simulation.start_player(midi_file, config.performer)
+        sound_engine = start_sound_engine(config, args)
         box = Box(config, board=board)
+        if sound_engine is not None:
+            box.status_parts.append(sound_engine.summary)
         if config.performer.simulate:
             from .sim.simulate import replay_performer
             box.add_source(replay_performer(config.performer))
@@ -127,10 +140,24 @@ def run_command(args) -> int:
                 box._stop_gpio()
             if board is not None:
                 board.stop()
+        if sound_engine is not None:  # after the box: it has finished the recording
+            sound_engine.stop(box.recording.path if box is not None and box.recording else None)
         if player is not None:
             player.stop()            # and the virtual synth unplugged
         if simdir is not None:
             shutil.rmtree(simdir, ignore_errors=True)
+
+
+def start_sound_engine(config, args):
+    """Pd beside the box when asked (``--sound-engine``, or by default with --simulate or --record)."""
+    wanted = args.sound_engine
+    if wanted is None:
+        wanted = bool(getattr(args, "simulate", False) or config.recording.path)
+    if not wanted or not config.osc.enabled:
+        return None
+    from .sim.sound_engine import start_sound_engine
+    return start_sound_engine(config.osc.sound_host, config.osc.sound_port,
+                              audio=getattr(args, "sound_output", "default") != "none")
 
 
 # ---------------------------------------------------------------- the other commands

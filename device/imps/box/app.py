@@ -39,6 +39,7 @@ from ..io.midi.source import MidiInput
 from ..io.midi.voice import MidiOutput
 from ..io.notify import Notifier
 from ..io.osc import OscReceiver, SoundOut
+from ..io.recording import Recording
 from ..io.serial_input import ActuatorOutput, SerialInput
 from ..io.voices import Voices
 from ..modes import Mode
@@ -92,6 +93,8 @@ class Box:
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
         midi = config.midi
         self.midi_out = MidiOutput(midi) if midi.enabled and midi.output else None
+        path = config.recording.path
+        self.recording = Recording(self.sound, path) if path and self.sound is not None else None
         self.voices = Voices([self.sound, self.midi_out])   # the engine plays to all of them
         self.engine = Engine(model, e.dimension, self.voices or None, self.logwriter, self.notifier, Mode.parse(e.mode),
                              e.response_threshold, e.time_scale, e.queue_size, e.max_dt)
@@ -183,6 +186,8 @@ class Box:
             except DeviceError as exc:
                 log.error("input %s: %s; playing on without it", getattr(source, "name", source), exc)
         self.ready_at = time.monotonic()
+        if self.recording is not None:
+            self.recording.start()
         self.notifier.ready(self.status_line())
         since_exec = seconds_since_process_start()
         log.info("ready %s(set up in %.0f ms): %s",
@@ -261,12 +266,16 @@ class Box:
                 log.exception("stopping %s", getattr(source, "name", source))
         for receiver in self.receivers:
             receiver.stop()
-        self.engine.stop()
+        self.engine.stop()            # ...and /silence
+        if self.recording is not None:
+            self.recording.stop()     # after the silence: the file ends quiet
         self._stop_gpio()
         if self.board is not None:
             self.board.stop()
         if self.logwriter is not None:
             self.logwriter.close()
+            if self.ready_at is None:
+                remove_if_empty(self.logwriter.path)   # a start that failed leaves no empty log behind
         self.voices.close()       # the sound engine's socket; MIDI: all notes off, ports closed
 
     def _stop_gpio(self) -> None:
@@ -287,6 +296,14 @@ class Box:
     # ------------------------------------------------------------ status
     def status_line(self) -> str:
         return status_line(self)
+
+
+def remove_if_empty(path) -> None:
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def seconds_since_process_start() -> float | None:

@@ -47,6 +47,8 @@ def status_line(box) -> str:
     parts += _engine_parts(s, up, sum(r.kernel_drops() or 0 for r in box.receivers))
     if box.sound is not None and box.sound.unreachable():
         parts.append("NO SOUND ENGINE")
+    if box.recording is not None:
+        parts.append(box.recording.summary())
     parts += [f"osc {r.name} {r.summary()}" for r in box.receivers if r.summary()]
     parts += [part.summary() for part in (box.serial, box.actuator) if part is not None]
     if box.midi_in is not None or box.midi_out is not None:
@@ -83,6 +85,8 @@ def status_loop(box, stop, reload_requested, live: bool, duration: float | None 
         if now >= next_status or dead:
             next_status = now + box.config.status.interval   # the running interval (SIGHUP may change it)
             box.check_health()
+            if box.recording is not None:
+                box.recording.poll()     # asks again until the sound engine has the file
             line = box.status_line()
             if line != last:
                 box.notifier.status(line)
