@@ -12,9 +12,12 @@ import re
 import signal
 import socket
 import subprocess
+import wave
 from pathlib import Path
 
-from support import wait_for
+import pytest
+
+from support import ROOT, wait_for
 from test_sound_engine import free_udp_port
 
 
@@ -85,20 +88,20 @@ def test_a_killed_box_leaves_no_pd_behind(tmp_path, device_python):
     assert wait_for(lambda: not running(pid), 10), f"Pd {pid} outlived the killed box"
 
 
-def test_sigterm_finishes_the_recording(tmp_path, device_python):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])   # systemctl stop; Ctrl-C
+def test_a_stop_signal_finishes_the_recording(tmp_path, device_python, sig):
     wav = tmp_path / "take.wav"
     proc = run_box(tmp_path, device_python, "--duration", "60", "--record", str(wav))
     try:
         pid = pd_pid(tmp_path, proc)
         assert wait_for(lambda: wav.exists() and wav.stat().st_size > 48000 * 2, 30), stderr(tmp_path)[-3000:]
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         assert proc.wait(60) == 0, stderr(tmp_path)[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert not running(pid)
-    import wave
     with wave.open(str(wav)) as w:                   # the header counts every frame: Pd finished it
         assert w.getnframes() * 2 + 44 == wav.stat().st_size and w.getnframes() >= 48000
     assert "header was repaired" not in stderr(tmp_path)
@@ -138,3 +141,14 @@ def test_a_start_that_fails_leaves_no_log_file(tmp_path, device_python):
     assert proc.returncode == 2, stderr(tmp_path)[-3000:]
     assert "in use" in stderr(tmp_path).lower() or "address already" in stderr(tmp_path).lower()
     assert list((tmp_path / "logs").glob("*")) == []
+
+
+def test_make_run_starts_the_sound_engine_records_with_wav_and_sound_off_turns_it_off():
+    def command(*variables):
+        r = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "run", *variables],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return " ".join(r.stdout.replace("\\\n", " ").split())   # the recipe's lines joined
+    assert "imps run --simulate --sound-engine" in command()
+    assert "--sound-engine --record take.wav" in command("WAV=take.wav")
+    assert "--no-sound-engine" in command("SOUND=off")
