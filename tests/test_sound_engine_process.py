@@ -107,6 +107,28 @@ def test_a_stop_signal_finishes_the_recording(tmp_path, device_python, sig):
     assert "header was repaired" not in stderr(tmp_path)
 
 
+def test_a_sound_engine_that_dies_is_shown_and_its_recording_still_opens(tmp_path, device_python):
+    wav = tmp_path / "take.wav"
+    proc = run_box(tmp_path, device_python, "--duration", "60", "--record", str(wav))
+    try:
+        pid = pd_pid(tmp_path, proc)
+        assert wait_for(lambda: wav.exists() and wav.stat().st_size > 48000 * 2, 30), stderr(tmp_path)[-3000:]
+        os.kill(pid, signal.SIGKILL)                 # Pd cannot finish the file's header
+        assert wait_for(lambda: not running(pid), 10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, stderr(tmp_path)[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = stderr(tmp_path)
+    final = [line for line in out.splitlines() if line.startswith("mode ")][-1]   # the last status line
+    assert "SOUND ENGINE EXITED (-9)" in final
+    assert "the sound engine did not finish it; its header was repaired" in out
+    with wave.open(str(wav)) as w:
+        assert w.getnframes() * 2 + 44 == wav.stat().st_size and w.getnframes() >= 48000
+
+
 def test_without_pd_the_box_says_how_to_install_it_and_plays_on(tmp_path, device_python):
     empty = tmp_path / "bin"
     empty.mkdir()

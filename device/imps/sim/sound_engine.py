@@ -127,8 +127,9 @@ class SoundEngine:
     def stop(self, recording_path: Path | None = None) -> None:
         """Let Pd finish the recording (the box asked it to), then stop it; repair the file's header
         if Pd could not finish it."""
-        if self._recording:
-            self._finished.wait(FINISH_TIMEOUT)
+        deadline = time.monotonic() + FINISH_TIMEOUT
+        while self._recording and self.alive() and time.monotonic() < deadline:
+            self._finished.wait(0.05)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
