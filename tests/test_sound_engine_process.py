@@ -174,3 +174,17 @@ def test_make_run_starts_the_sound_engine_records_with_wav_and_sound_off_turns_i
     assert "imps run --simulate --sound-engine" in command()
     assert "--sound-engine --record take.wav" in command("WAV=take.wav")
     assert "--no-sound-engine" in command("SOUND=off")
+
+
+def test_a_recording_into_a_missing_folder_is_one_line_and_opens_nothing(tmp_path, device_python):
+    r = subprocess.run(
+        [device_python, "-m", "imps", "run", "--simulate", "-q", "--sound-output", "none", "--duration", "5",
+         "--record", str(tmp_path / "no" / "such" / "x.wav"), "--log-dir", str(tmp_path / "logs"),
+         "--config", str(config(tmp_path, free_udp_port()))],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.splitlines()[-1] == (f"imps: error: [recording] path = '{tmp_path}/no/such/x.wav': "
+                                         f"the folder {tmp_path}/no/such does not exist")
+    assert not (tmp_path / "logs").exists()
+    pid = int(re.search(r"Pd (\d+) playing", r.stderr).group(1))
+    assert not running(pid)

@@ -39,7 +39,7 @@ from ..io.midi.source import MidiInput
 from ..io.midi.voice import MidiOutput
 from ..io.notify import Notifier
 from ..io.osc import OscReceiver, SoundOut
-from ..io.recording import Recording
+from ..io.recording import Recording, check_folder
 from ..io.serial_input import ActuatorOutput, SerialInput
 from ..io.voices import Voices
 from ..modes import Mode
@@ -86,15 +86,17 @@ class Box:
         self._stopped = threading.Event()
         e = config.engine
 
+        if config.recording.path and config.osc.sound_host.startswith("127."):
+            check_folder(config.recording.path)   # before anything is opened: a bad path opens nothing
         model, error = load_or_explain(config)
         if error:
             log.error("%s; playing on in user-only mode (the performer is still logged)", error)
         self.logwriter = LogWriter(config.log.directory, e.dimension) if config.log.enabled else None
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
-        midi = config.midi
-        self.midi_out = MidiOutput(midi) if midi.enabled and midi.output else None
         path = config.recording.path
         self.recording = Recording(self.sound, path) if path and self.sound is not None else None
+        midi = config.midi
+        self.midi_out = MidiOutput(midi) if midi.enabled and midi.output else None
         self.voices = Voices([self.sound, self.midi_out])   # the engine plays to all of them
         self.engine = Engine(model, e.dimension, self.voices or None, self.logwriter, self.notifier, Mode.parse(e.mode),
                              e.response_threshold, e.time_scale, e.queue_size, e.max_dt)

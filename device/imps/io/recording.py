@@ -21,6 +21,7 @@ import struct
 import time
 from pathlib import Path
 
+from ..errors import ConfigError
 from .osc import RECORD
 
 log = logging.getLogger("imps")
@@ -108,6 +109,13 @@ def _why_stalled(path: Path) -> str:
         return f"cannot see its folder: {exc.strerror}"
     free = st.f_bavail * st.f_frsize
     return "disk full" if free < 1 << 20 else "the sound engine stopped writing"
+
+
+def check_folder(path: str | os.PathLike) -> None:
+    """A recording on this machine needs its folder (the sound engine would fail in silence)."""
+    folder = Path(path).expanduser().absolute().parent
+    if not folder.is_dir():
+        raise ConfigError(f"[recording] path = {str(path)!r}: the folder {folder} does not exist")
 
 
 # ---------------------------------------------------------------- the WAV header
