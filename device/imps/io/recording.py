@@ -72,9 +72,13 @@ class Recording:
             self._size, self._grew_at = size, now
 
     def stop(self) -> None:
-        """Finish the file (the sound engine updates its header)."""
+        """Finish the file (the sound engine updates its header; after a full disk it cannot,
+        and no longer writes: the header is repaired here)."""
         if self._asked_at is not None and not self.stopped:
             self.sound.send_strings(RECORD, [])
+            if self.stalled() and repair_wav_header(self.path):
+                log.warning("recording %s stopped growing before the end (%s); its header was repaired",
+                            self.path, _why_stalled(self.path))
         self.stopped = True
 
     def seconds(self) -> float | None:
