@@ -81,6 +81,7 @@ class SoundEngine:
         self._listening = threading.Event()
         self._recording = False
         self._finished = threading.Event()
+        self._stopping = False
         flags = AUDIO if audio else ["-nosound"]
         self.proc = subprocess.Popen(
             [pd, "-nogui", "-noprefs", "-nomidi", "-nrt", "-stderr", *flags, "-r", str(RATE),
@@ -108,6 +109,10 @@ class SoundEngine:
                 self.no_device = True
             elif line.startswith("error:"):
                 log.warning("sound engine: %s", line)
+        code = self.proc.wait()          # stderr closed: Pd has gone
+        if self._listening.is_set() and not self._stopping:   # (a failed start says so itself)
+            log.error("sound engine: Pd exited (code %s): %s; playing on silently", code,
+                      " / ".join(list(self.lines)[-3:]) or "nothing on stderr")
 
     def wait_listening(self, timeout: float = START_TIMEOUT) -> bool:
         deadline = time.monotonic() + timeout
@@ -130,6 +135,7 @@ class SoundEngine:
         deadline = time.monotonic() + FINISH_TIMEOUT
         while self._recording and self.alive() and time.monotonic() < deadline:
             self._finished.wait(0.05)
+        self._stopping = True
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
