@@ -154,3 +154,18 @@ def test_models_that_are_not_impsys_are_refused_in_one_line(tmp_path, capsys, un
     not_a_model.write_text("{}")
     assert "cannot convert it: Keras cannot load it" in refused(not_a_model, tmp_path, capsys)
     assert "no such file" in refused(tmp_path / "missing.tflite", tmp_path, capsys)
+
+
+def test_bench_impsy_times_the_converted_model_beside_impsy_and_the_box():
+    """`make bench-impsy`'s rows (figures, not a timing assertion): IMPSY, the box on IMPSY's file and
+    on the converted one, in each runtime, with a ratio per row."""
+    from imps_train.bench_impsy import bench
+    lines = []
+    result = bench(None, 2, 16, blocks=2, block=5, rounds=1, out=lines.append)
+    assert set(result["box"]) == {*RUNTIMES, *(f"converted {r}" for r in RUNTIMES)}
+    for row in result["box"].values():
+        assert row["predict_s"] > 0 and row["ratio"] > 0 and row["peak_rss_mb"] > 0
+    table = lines[-1]
+    for label in ("IMPSY generate", "box tflite-runtime", "converted, tflite-runtime", "converted, ai-edge-litert"):
+        assert label in table
+    assert "load average" in table
