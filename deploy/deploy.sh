@@ -123,8 +123,12 @@ cmd_deploy() {
     --exclude __pycache__ --exclude '*.egg-info' --exclude '*.pyc' \
     "$SOURCE/device" "$SOURCE/deploy" "$SOURCE/docs" "$HOST:$release/"
   if [ -n "$model" ]; then
-    local files=("$model")
-    [ -f "${model%.*}.json" ] && files+=("${model%.*}.json")
+    local files=("$model") stem
+    stem=$(basename "${model%.*}")
+    if [ -f "${model%.*}.json" ]; then files+=("${model%.*}.json")
+    else   # a sidecar left by an earlier model of this name (say, its converted twin) would not match
+      remote "rm -f $(printf %q "$STATE/models/$stem.json")"
+    fi
     say "model ${files[*]} -> $STATE/models/"
     rsync -t --chmod=F0644 -e "ssh ${SSH_OPTS[*]}" "${files[@]}" "$HOST:$STATE/models/"
   fi
