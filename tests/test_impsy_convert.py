@@ -80,16 +80,17 @@ def test_the_converted_model_is_unrolled_and_says_where_it_came_from(converted, 
 
 
 @pytest.mark.parametrize("layers", [1, 3])
-def test_one_and_three_layer_impsy_models_convert_from_tflite_and_from_keras(impsy, tmp_path, device_python,
+def test_one_and_three_layer_impsy_models_convert_from_tflite_keras_and_checkpoint(impsy, tmp_path, device_python,
                                                                            capsys, layers):
-    """IMPSY's size xl has 3 layers; the layers must come out in order, from either file IMPSY writes."""
+    """IMPSY's size xl has 3 layers; the layers must come out in order, from each file IMPSY writes:
+    the .tflite, the inference model's .keras and a training checkpoint's .keras."""
     model = impsy("models", tmp_path, 3, "--units", 24, "--layers", layers, "--keras", "--seed", 7)["models"][0]
     trace = tmp_path / "trace.npz"
     impsy("trace", model, trace, "--steps", 200, "--seed", layers)
-    keras_file = tmp_path / model.rsplit("/", 1)[1].replace(".tflite", ".keras")
-    assert keras_file.exists()
-    for source in (Path(model), keras_file):
-        out = tmp_path / f"box-from-{source.suffix[1:]}.tflite"
+    keras_file = tmp_path / Path(model).name.replace(".tflite", ".keras")
+    checkpoint = tmp_path / Path(model).name.replace(".tflite", "-ckpt.keras")
+    for source in (Path(model), keras_file, checkpoint):
+        out = tmp_path / f"box-from-{source.stem[-4:]}{source.suffix}.tflite"
         report = convert(source, out, capsys)
         assert f"IMPSY's D=3 units=24 layers={layers} mixtures=5 model, unrolled for the box" in report
         assert report.count("matches reference over 200 steps") == 2

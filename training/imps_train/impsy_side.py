@@ -10,7 +10,9 @@ box's side then reads:
          [--optimise] [--layers L]  impsy.mdrnn.build_mdrnn_model, convert each with
          [--keras]                  impsy.tflite_converter.model_to_tflite (optimise: as
                                     `impsy convert-tflite --optimise`, weights quantised;
-                                    keras: the .keras saved beside it, as IMPSY saves one)
+                                    keras: the .keras saved beside it, as IMPSY saves one,
+                                    and NAME-ckpt.keras, its training model as IMPSY's
+                                    ModelCheckpoint saves one)
   flex OUT D                        the same model converted as IMPSY 0.5 did (Select TF ops)
   trace MODEL OUT.npz [--steps N]   IMPSY's TfliteMDRNN.generate over N steps, feeding back
                                     its own samples: the rows fed and the mixture params
@@ -55,8 +57,12 @@ def build_models(out: Path, dimensions, units: int, seed: int, optimise: bool = 
         # Random weights of the size training gives, so every gate is in play.
         model.set_weights([rng.normal(0.0, 0.4, w.shape).astype(np.float32) for w in model.get_weights()])
         name = mdrnn.mdrnn_model_name(d, layers, units, 5) + ("-optimised" if optimise else "")
-        if keras:   # the inference model as IMPSY saves one (weights_file_to_model_file)
-            model.save(out / f"{name}.keras")
+        if keras:   # the inference model as IMPSY saves one (weights_file_to_model_file), and the
+            model.save(out / f"{name}.keras")   # training model a ModelCheckpoint saves, same weights
+            with _quiet():
+                training = mdrnn.build_mdrnn_model(d, units, 5, layers, inference=False)
+            training.set_weights(model.get_weights())
+            training.save(out / f"{name}-ckpt.keras")
         with _quiet():
             path = model_to_tflite(model, out / f"{name}.keras", optimise=optimise)
         made.append(str(path))
