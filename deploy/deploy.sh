@@ -22,6 +22,8 @@
 #   IMPS_READY_TIMEOUT=60        seconds to wait for the service to come up
 #   IMPS_SETTLE=3                seconds it must then stay up
 #   IMPS_KEEP=5                  releases kept
+#   IMPS_CONVERT=1               0: deploy an IMPSY MODEL as it is, not converted first
+#   IMPS_WORK_PYTHON=.venv/work/bin/python   the workstation's Python that converts it
 #   IMPS_WHEELS=                 (on the box) install the environment offline from this folder
 #   IMPS_ENV_INSTALL=            test seam: shell command that creates the environment
 #                                in "$ENV_DIR" (run in the release dir) instead of the
@@ -69,10 +71,42 @@ remote_env() {
   return 0
 }
 
+# An IMPSY model (a .keras, or a .tflite without the box's sidecar) becomes the box's own
+# faster format first (`imps-train convert-impsy`, docs/impsy.md); prints the file to send.
+# A .tflite it cannot convert is sent as it is (the box plays IMPSY's files unconverted).
+convert_model() {
+  local model=$1 python=${IMPS_WORK_PYTHON:-$SOURCE/.venv/work/bin/python} out err
+  case $model in
+    *.keras|*.h5) ;;
+    *.tflite) if [ -f "${model%.*}.json" ] || [ "${IMPS_CONVERT:-1}" = 0 ]; then echo "$model"; return; fi ;;
+    *) echo "$model"; return ;;
+  esac
+  if [ ! -x "$python" ]; then
+    case $model in *.tflite) ;; *) die "MODEL=$model: converting it needs the workstation environment ($python): make setup" ;; esac
+    echo "deploy: WARNING: no workstation environment ($python) to convert $model: it goes as it is (make setup, then deploy again, for the faster converted model)" >&2
+    echo "$model"; return
+  fi
+  out=$SOURCE/build/models/$(basename "${model%.*}").tflite
+  say "model $model has no sidecar: converting it to the box's own format (imps-train convert-impsy)" >&2
+  # Its report goes to the terminal (stderr: stdout is the file name), its errors to $err.
+  if { err=$("$python" -c 'import sys; from imps_train.cli import main; sys.argv[0] = "imps-train"; sys.exit(main())' \
+             convert-impsy "$model" -o "$out" 2>&1 1>&3); } 3>&2; then
+    say "converted: $out (and its sidecar), verified against $model" >&2
+    echo "$out"
+    return
+  fi
+  case $model in
+    *.tflite) echo "deploy: $(tail -n 1 <<<"$err"); it goes as it is, unconverted" >&2
+              echo "$model" ;;
+    *) die "$(tail -n 1 <<<"$err")" ;;
+  esac
+}
+
 cmd_deploy() {
   need_host "${1:-}" deploy
   local model=${2:-}
   [ -z "$model" ] || [ -f "$model" ] || die "MODEL=$model: no such file"
+  [ -z "$model" ] || model=$(convert_model "$model")
   local rev id
   rev=$(git -C "$SOURCE" rev-parse --short HEAD 2>/dev/null || echo nogit)
   [ -z "$(git -C "$SOURCE" status --porcelain -- device deploy 2>/dev/null)" ] || rev+=-dirty
@@ -89,8 +123,12 @@ cmd_deploy() {
     --exclude __pycache__ --exclude '*.egg-info' --exclude '*.pyc' \
     "$SOURCE/device" "$SOURCE/deploy" "$SOURCE/docs" "$HOST:$release/"
   if [ -n "$model" ]; then
-    local files=("$model")
-    [ -f "${model%.*}.json" ] && files+=("${model%.*}.json")
+    local files=("$model") stem
+    stem=$(basename "${model%.*}")
+    if [ -f "${model%.*}.json" ]; then files+=("${model%.*}.json")
+    else   # a sidecar left by an earlier model of this name (say, its converted twin) would not match
+      remote "rm -f $(printf %q "$STATE/models/$stem.json")"
+    fi
     say "model ${files[*]} -> $STATE/models/"
     rsync -t --chmod=F0644 -e "ssh ${SSH_OPTS[*]}" "${files[@]}" "$HOST:$STATE/models/"
   fi

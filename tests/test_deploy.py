@@ -300,6 +300,48 @@ def test_first_deploy(box, tmp_path):
     assert "mode=user" in r.stdout            # the service's STATUS line is reported
 
 
+def test_an_impsy_model_is_converted_first_and_says_so(box, impsy_models, tmp_path):
+    """MODEL=<IMPSY's .tflite> goes to the box in the box's own format, with its sidecar; with
+    IMPS_CONVERT=0 it goes as it is, and the converted twin's sidecar does not stay beside it."""
+    import json
+    import sys
+    model = tmp_path / impsy_models[4].name
+    shutil.copy(impsy_models[4], model)
+    r = ok(box.deploy(str(model), IMPS_WORK_PYTHON=sys.executable))
+    assert f"model {model} has no sidecar: converting it to the box's own format" in r.stderr
+    assert "matches reference over 200 steps" in r.stderr and "converted: " in r.stderr
+    models = box.state / "models"
+    sent = models / model.name
+    assert sent.read_bytes() != model.read_bytes()
+    sidecar = json.loads((models / f"{model.stem}.json").read_text())
+    assert sidecar["converted_from"]["file"] == model.name
+    assert os.readlink(models / "current.json") == f"{model.stem}.json"
+    r = ok(box.deploy(str(model), IMPS_WORK_PYTHON=sys.executable, IMPS_CONVERT="0"))
+    assert "converting" not in r.stderr
+    assert sent.read_bytes() == model.read_bytes()
+    assert not (models / f"{model.stem}.json").exists() and not (models / "current.json").exists()
+
+
+def test_an_impsy_model_it_cannot_convert_goes_as_it_is(box, impsy, tmp_path):
+    import sys
+    model = Path(impsy("models", tmp_path, 4, "--optimise")["models"][0])
+    r = ok(box.deploy(str(model), IMPS_WORK_PYTHON=sys.executable))
+    assert "cannot convert it: its weights are quantised" in r.stderr
+    assert "it goes as it is, unconverted" in r.stderr
+    assert (box.state / "models" / model.name).read_bytes() == model.read_bytes()
+    r = box.deploy(str(model), IMPS_WORK_PYTHON=str(tmp_path / "no-python"))
+    assert r.returncode == 0 and "no workstation environment" in r.stderr
+
+
+def test_an_impsy_keras_it_cannot_convert_stops_the_deploy(box, tmp_path):
+    import sys
+    model = tmp_path / "broken.keras"
+    model.write_text("{}")
+    r = box.deploy(str(model), IMPS_WORK_PYTHON=sys.executable)
+    assert r.returncode != 0 and "cannot convert it: Keras cannot load it" in r.stderr
+    assert not (box.prefix / "releases").exists() or not list((box.prefix / "releases").iterdir())
+
+
 def test_second_deploy_reuses_the_environment(box):
     ok(box.deploy())
     first = box.current()
