@@ -342,6 +342,36 @@ def test_broken_release_is_rolled_back(box):
     assert broken.exists(), "the broken release is kept for inspection"
 
 
+def test_rollback_restores_the_previous_units_and_model(box, tmp_path):
+    """The previous release runs again under the units it was installed with, and on its model:
+    a broken release that brings a changed unit and a new model leaves neither behind."""
+    old_model = tmp_path / "old-9d.tflite"
+    old_model.write_bytes(b"TFL3 the model the good release plays")
+    (tmp_path / "old-9d.json").write_text('{"dimension": 9}\n')
+    ok(box.deploy(str(old_model)))
+    good = box.current()
+    good_units = {name: (box.units / name).read_text() for name in ("imps.service", "imps-sound.service")}
+    template = box.source / "deploy" / "systemd" / "imps.service"
+    template.write_text(template.read_text().replace("TimeoutStartSec=60", "TimeoutStartSec=61"))
+    new_model = tmp_path / "new-9d.tflite"
+    new_model.write_bytes(b"TFL3 the broken release's model")
+    box.set_cli(BROKEN_CLI)
+    calls_before = len(box.systemctl_calls())
+    r = box.deploy(str(new_model))
+    assert r.returncode != 0 and f"ROLLED BACK to {good.name}, which is running again" in r.stderr, r.stderr
+    assert box.current() == good
+    for name, text in good_units.items():
+        assert (box.units / name).read_text() == text, f"{name} is still the broken release's"
+    assert "TimeoutStartSec=60" in (box.units / "imps.service").read_text()
+    assert os.readlink(box.state / "models" / "current.tflite") == "old-9d.tflite"
+    assert os.readlink(box.state / "models" / "current.json") == "old-9d.json"
+    calls = box.systemctl_calls()[calls_before:]
+    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service")
+    assert "daemon-reload" in calls[calls.index("restart imps-sound.service imps.service") + 1:last_restart], \
+        "systemd must re-read the restored units before the rollback's restart"
+    assert "units and model restored" in r.stdout
+
+
 def test_first_release_broken_has_nothing_to_roll_back_to(box):
     box.set_cli(BROKEN_CLI)
     r = box.deploy()
