@@ -35,6 +35,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--midi-file", metavar="FILE.mid",
                         help="a MIDI file as the performer (played from a virtual MIDI device), the model to a "
                              "virtual synth shown in the status line; with --simulate, instead of the sensor board")
+    parser.add_argument("--interface-port", type=int, metavar="PORT",
+                        help="UDP port for /interface (overrides [osc] interface_port; 0: any free port)")
+    parser.add_argument("--control-port", type=int, metavar="PORT",
+                        help="UDP port for /mode, /reset, ... (overrides [osc] control_port; 0: any free port), "
+                             "e.g. to run a second box beside one on the defaults")
     parser.add_argument("--log-dir", help="where interaction logs go (overrides [log] directory)")
     parser.add_argument("--no-log", action="store_true", help="do not write an interaction log")
     parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
@@ -48,6 +53,7 @@ def config_from_args(args, extra: dict | None = None):
     overrides = {
         "model": {"path": args.model, "seed": args.seed},
         "engine": {"mode": args.mode},
+        "osc": {"interface_port": args.interface_port, "control_port": args.control_port},
         "log": {"directory": args.log_dir, "enabled": False if args.no_log else None},
         "performer": {"simulate": True if args.simulate_performer else None},
         "status": {"terminal": False if args.quiet else None},
