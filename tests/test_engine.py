@@ -20,11 +20,11 @@ def box_factory(boxes, tiny_model):
 
 
 def interface_port(box):
-    return box.receivers[0].port
+    return box.receiver("interface").port
 
 
 def control_port(box):
-    return box.receivers[1].port
+    return box.receiver("control").port
 
 
 def play(box, n=10, gap=0.02, start=0.0, times=None):
@@ -167,9 +167,9 @@ def test_control_messages_change_mode_pause_temperature_and_time_scale(box_facto
     send(port, "/reset")
     send(port, "/mode", "no-such-mode")   # counted, not fatal
     send(port, "/time_scale", -1.0)        # refused, counted
-    wait_for(lambda: sum(box.receivers[1].errors.values()) >= 2)
+    wait_for(lambda: sum(box.receiver("control").errors.values()) >= 2)
     assert e.mode is Mode.DUET and e.time_scale == 0.5
-    assert sum(box.receivers[1].errors.values()) == 2
+    assert sum(box.receiver("control").errors.values()) == 2
 
 
 def test_bad_input_is_counted_not_fatal(box_factory, sound):
@@ -184,8 +184,8 @@ def test_bad_input_is_counted_not_fatal(box_factory, sound):
     send(port, "/interface", 1.5, -0.5, 0.5)          # clipped into range
     got = sound.wait_for("/performer", 1)
     assert got[0][1] == [1.0, 0.0, 0.5]
-    wait_for(lambda: sum(box.receivers[0].errors.values()) >= 4)
-    errors = box.receivers[0].errors
+    wait_for(lambda: sum(box.receiver("interface").errors.values()) >= 4)
+    errors = box.receiver("interface").errors
     assert errors["bad arguments"] == 2 and errors["unknown address"] == 1 and errors["malformed"] == 1
     assert box.engine.stats.bad_inputs == 0
 
@@ -235,7 +235,7 @@ def test_mode_switches_mid_phrase_lose_no_performer_events(tiny_model):
 
         def close(self):
             pass
-    engine = Engine(model, 4, Sound(), mode=Mode.DUET, response_threshold=0.05).start()
+    engine = Engine(model, 4, voices=Sound(), mode=Mode.DUET, response_threshold=0.05).start()
     modes = list(Mode)
     for i in range(400):
         engine.performer_event([i / 400, 0.5, 0.5])

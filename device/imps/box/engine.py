@@ -69,14 +69,14 @@ class Stats:
 class Engine:
     """Thread-safe front (performer_event, set_mode, ...) over a single-threaded loop."""
 
-    def __init__(self, model, dimension: int, sound=None, logwriter=None, notifier=None,
+    def __init__(self, model, dimension: int, *, voices=None, logwriter=None, notifier=None,
                  mode: Mode | str = Mode.CALL_RESPONSE, response_threshold: float = 1.0,
                  time_scale: float = 1.0, queue_size: int = 256, max_dt: float = 5.0,
                  actuators=(), clock=time.monotonic):
         self.dimension = dimension
         self.model = None
         self.error: str | None = None
-        self.sound = sound
+        self.voices = voices          # where events sound (io/voices.py: the sound engine, MIDI synths)
         self.logwriter = logwriter
         self.notifier = notifier
         self.actuators = list(actuators)
@@ -229,8 +229,8 @@ class Engine:
             return
         self._controls = new
         self.stats.performer_events += 1
-        if self.sound is not None:
-            self.sound.send(PERFORMER_VOICE, new)
+        if self.voices is not None:
+            self.voices.send(PERFORMER_VOICE, new)
         if self.logwriter is not None:
             self.logwriter.write(PERFORMER, new)
         dt = 0.0 if self._last_performer is None else min(when - self._last_performer, self.max_dt)
@@ -282,8 +282,8 @@ class Engine:
     def _play(self, controls) -> None:
         """Called by the scheduler thread at the event's due time."""
         self.stats.model_events += 1
-        if self.sound is not None:
-            self.sound.send(MODEL_VOICE, controls)
+        if self.voices is not None:
+            self.voices.send(MODEL_VOICE, controls)
         for actuator in self.actuators:
             actuator.send(controls)
         if self.logwriter is not None:
@@ -291,8 +291,8 @@ class Engine:
 
     # ------------------------------------------------------------ loop-thread helpers
     def _silence(self) -> None:
-        if self.sound is not None:
-            self.sound.send(SILENCE)
+        if self.voices is not None:
+            self.voices.send(SILENCE)
 
     def _drop_queued(self) -> None:
         self.stats.yielded += self.scheduler.clear()
