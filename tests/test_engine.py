@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from imps.box.engine import Engine
-from imps.io.log import read_log
+from imps.io.interaction_log import read_log
 from imps.modes import Mode
 from imps.model.runtime import MDRNN
 from support import wait_for

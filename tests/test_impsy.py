@@ -202,7 +202,7 @@ def impsy_dataset_rows(impsy, log_dir, dimension, out):
 def test_impsys_dataset_reads_a_log_the_box_wrote(tmp_path, impsy, dimension):
     import datetime as dt
     import numpy as np
-    from imps.io.log import LogWriter
+    from imps.io.interaction_log import LogWriter
     rng = np.random.default_rng(dimension)
     logs = tmp_path / "logs"
     when = dt.datetime(2026, 11, 29, 21, 0, 0, 123456)
@@ -220,7 +220,7 @@ def test_impsys_dataset_reads_a_log_the_box_wrote(tmp_path, impsy, dimension):
 @pytest.mark.parametrize("dimension", [4, 9])
 def test_imps_train_dataset_reads_a_log_impsy_wrote(tmp_path, impsy, dimension):
     import numpy as np
-    from imps.io.log import read_log
+    from imps.io.interaction_log import read_log
     logs = tmp_path / "logs"
     made = impsy("log", logs, dimension, "--events", 150, "--seed", dimension)   # IMPSY's own logging code
     records = read_log(made["log"])

@@ -245,7 +245,7 @@ def _answer_hello(master, info, timeout=3.0):
 def test_more_board_channels_than_controls_is_one_clear_error_and_plays_on(pty_pair, source, caplog):
     master, path = pty_pair
     events = Events()
-    src = source(port=path, controls=3)
+    src = source(port=path, control_count=3)
     src.start(events)
     assert src.wait_connected(15)
     _answer_hello(master, BoardInfo(1, (1, 0), 4, 2))
@@ -263,7 +263,7 @@ def test_more_board_channels_than_controls_is_one_clear_error_and_plays_on(pty_p
 
 def test_fewer_board_channels_than_controls_is_said_once_from_the_frames(pty_pair, source, caplog):
     master, path = pty_pair
-    src = source(port=path, controls=3, hello_attempts=0)   # an old board that never answers HELLO
+    src = source(port=path, control_count=3, hello_attempts=0)   # an old board that never answers HELLO
     events = Events()
     src.start(events)
     assert src.wait_connected(15)

@@ -14,7 +14,7 @@ in this list (docs/architecture.md; tests/test_layout.py enforces it):
 - imps.cli:    the ``imps`` command
 
 Each shared contract lives in exactly one module: the gesture row convention in
-imps.model.rows, the interaction log in imps.io.log, the dataset format in
+imps.model.rows, the interaction log in imps.io.interaction_log, the dataset format in
 imps.model.dataset, the single-step model contract in imps.model.model_file.
 """
 

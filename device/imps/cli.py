@@ -15,7 +15,7 @@ import time
 from . import __version__
 from .errors import ImpsError
 
-log = logging.getLogger("imps")
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- imps run

@@ -51,7 +51,7 @@ import numpy as np
 
 from ..box.config import DEFAULT_MODEL
 from ..errors import ImpsError
-from ..io.log import PERFORMER, read_log
+from ..io.interaction_log import PERFORMER, read_log
 from ..io.osc import INTERFACE, encode_floats
 from ..io.serial_frames import FIXED_ONE
 from ..sim.board import SimulatedBoard

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import DeviceError, ImpsError
 from ..io.inputs import InputSource
-from ..io.log import LogWriter
+from ..io.interaction_log import LogWriter
 from ..io.midi.source import MidiInput
 from ..io.midi.voice import MidiOutput
 from ..io.notify import Notifier
@@ -58,7 +58,7 @@ if TYPE_CHECKING:              # imported when GPIO is on (box/parts.py GpioPart
     from ..panel.panel import Panel
     from ..panel.pins import Pins
 
-log = logging.getLogger("imps")
+log = logging.getLogger(__name__)
 
 #: How a running box takes each reloadable ``[engine]`` key (config.RELOADABLE); ``[model]`` is a new
 #: model (swap_model), and the status loop reads ``[status] interval`` from the running config.

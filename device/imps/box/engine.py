@@ -42,7 +42,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .. import ranges
-from ..io.log import MODEL, PERFORMER
+from ..io.interaction_log import MODEL, PERFORMER
 from ..io.osc import MODEL_VOICE, PERFORMER_VOICE, SILENCE
 from ..model.rows import MAX_DT, MIN_DT, clip01
 from ..modes import Mode

@@ -120,7 +120,7 @@ class SerialPart(SourcePart):
     name = "sensor board"
 
     def __init__(self, config, engine):
-        self.serial = SerialInput(config.serial, controls=config.engine.dimension - 1)
+        self.serial = SerialInput(config.serial, control_count=config.engine.dimension - 1)
         super().__init__(self.serial, engine.performer_event)
         self.name = "sensor board"
         self.actuator = None

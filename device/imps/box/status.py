@@ -12,7 +12,7 @@ import time
 
 from .parts import OscPart
 
-log = logging.getLogger("imps")
+log = logging.getLogger(__name__)
 
 #: A key press or similar note stays in the status line this long.
 NOTE_SECONDS = 3.0

@@ -24,7 +24,7 @@ from ..errors import DeviceError
 from ..modes import Mode
 from ..panel import mock
 
-log = logging.getLogger("imps.sim")
+log = logging.getLogger(__name__)
 
 #: The keys of ``imps run --simulate`` (:func:`simulation_keys`).
 KEYS_HELP = "keys: m mode, M/r reset, S shutdown, u unplug/replug board, g garbage, 1-9 pads, q quit"

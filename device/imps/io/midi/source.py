@@ -19,7 +19,7 @@ from .devices import Devices
 from .mapping import CHANNEL_TYPES, InputMap
 from .settings import MidiSettings
 
-log = logging.getLogger("imps.midi")
+log = logging.getLogger(__name__)
 
 
 class MidiInput(Devices):
