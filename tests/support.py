@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from imps.freeport import free_port  # noqa: F401  (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "training" / "datasets"
@@ -28,6 +29,33 @@ def wait_for(pred, timeout: float = 15.0, step: float = 0.01) -> bool:
             return True
         time.sleep(step)
     return pred()
+
+
+class Emitted:
+    """A recording ``emit`` (io/inputs.py): ``items`` is every (values, channels) an input sent."""
+
+    def __init__(self):
+        self.items = []
+        self.lock = threading.Lock()
+
+    def __call__(self, values, channels=None):
+        with self.lock:
+            self.items.append((list(values), list(channels)))
+
+    def __len__(self):
+        return len(self.items)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Terminate a helper process (an sshd, Pure Data), and kill it if it does not go."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 def published(name: str):
@@ -74,13 +102,6 @@ def performance(n=400, dt=0.01, d=3):
     for j in range(d):
         rows[:, j + 1] = (np.sin(t / (7.0 + j)) + 1) / 2
     return rows
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port on 127.0.0.1 nobody holds now (UDP by default; socket.SOCK_STREAM for TCP)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ImpsRun:

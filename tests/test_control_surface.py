@@ -25,7 +25,7 @@ from imps.model.rows import MAX_DT, MIN_DT
 from imps.model.sampling import Sampler
 from imps.box.scheduler import Scheduler
 from osc_listener import send
-from support import wait_until
+from support import free_port, wait_until
 
 
 def raw(port: int, data: bytes) -> None:
@@ -354,10 +354,6 @@ def test_a_flood_of_bad_osc_is_shown_by_kind_and_barely_reaches_the_journal(tmp_
     assert len(err.splitlines()) < 40
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- item 10: lost input apart from dropped notes

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from support import free_port, stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
 
@@ -44,12 +46,6 @@ STUB_CLI = textwrap.dedent('''\
 BROKEN_CLI = "import imps.no_such_module  # a release that cannot start\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
@@ -60,7 +56,7 @@ class LoopbackSshd:
     def __init__(self, workdir: Path):
         self.dir = workdir
         self.user = f"impsdep{os.getpid() % 100000}"
-        self.port = free_port()
+        self.port = free_port(socket.SOCK_STREAM)
         self.proc = None
         self.home = Path(tempfile.mkdtemp(prefix="imps-deploy-home-", dir="/tmp"))
         run(["useradd", "--no-create-home", "--home-dir", str(self.home), "--shell", "/bin/bash",
@@ -127,13 +123,8 @@ class LoopbackSshd:
             time.sleep(0.2)
 
     def close(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc:
+            stop_process(self.proc)
         self.log.close()
         if subprocess.run(["userdel", self.user], capture_output=True).returncode != 0:
             subprocess.run(["userdel", "-f", self.user], capture_output=True)
@@ -380,7 +371,7 @@ def test_first_release_broken_has_nothing_to_roll_back_to(box):
 
 
 def test_unreachable_host_is_rejected_quickly(box):
-    closed = free_port()
+    closed = free_port(socket.SOCK_STREAM)
     start = time.monotonic()
     r = box.deploy(host=f"{box.sshd.user}@127.0.0.1", IMPS_SSH_OPTS=f"-p {closed}")
     assert r.returncode != 0

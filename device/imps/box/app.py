@@ -32,16 +32,13 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from ..errors import DeviceError, ImpsError
 from ..io.inputs import InputSource
 from ..io.interaction_log import LogWriter
-from ..io.midi.source import MidiInput
 from ..io.midi.voice import MidiOutput
 from ..io.notify import Notifier
 from ..io.osc import OscReceiver, SoundOut
-from ..io.serial_input import ActuatorOutput, SerialInput
 from ..io.voices import Voices
 from ..modes import Mode
 from ..threads import Supervisor
@@ -53,17 +50,17 @@ from .parts import GpioPart, MidiPart, OscPart, Part, SerialPart, SourcePart, bu
 from .reload import plan_reload
 from .status import status_line
 
-if TYPE_CHECKING:              # imported when GPIO is on (box/parts.py GpioPart)
-    from ..panel.inputs import Pads
-    from ..panel.panel import Panel
-    from ..panel.pins import Pins
-
 log = logging.getLogger(__name__)
 
 #: How a running box takes each reloadable ``[engine]`` key (config.RELOADABLE); ``[model]`` is a new
 #: model (swap_model), and the status loop reads ``[status] interval`` from the running config.
 ENGINE_SETTERS = {"mode": Engine.set_mode, "time_scale": Engine.set_time_scale,
                   "response_threshold": Engine.set_threshold}
+
+
+def _view(kind: type, attribute: str, what: str) -> property:
+    """A read-only attribute of the box's part of ``kind`` (None without one)."""
+    return property(lambda box: getattr(box.part(kind), attribute, None), doc=what)
 
 
 class Box:
@@ -121,47 +118,15 @@ class Box:
         """The part of this kind, if the config has one."""
         return next((p for p in self.parts if isinstance(p, kind)), None)
 
-    # Named views of the parts, for the policies (health, keys) and the tests.
-    @property
-    def serial(self) -> SerialInput | None:
-        part = self.part(SerialPart)
-        return part.serial if part else None
-
-    @property
-    def actuator(self) -> ActuatorOutput | None:
-        part = self.part(SerialPart)
-        return part.actuator if part else None
-
-    @property
-    def gpio(self) -> Pins | None:
-        """The open gpiozero pin factory."""
-        part = self.part(GpioPart)
-        return part.gpio if part else None
-
-    @property
-    def gpio_error(self) -> str | None:
-        part = self.part(GpioPart)
-        return part.error if part else None
-
-    @property
-    def panel(self) -> Panel | None:
-        part = self.part(GpioPart)
-        return part.panel if part else None
-
-    @property
-    def pads(self) -> Pads | None:
-        part = self.part(GpioPart)
-        return part.pads if part else None
-
-    @property
-    def midi_in(self) -> MidiInput | None:
-        part = self.part(MidiPart)
-        return part.midi_in if part else None
-
-    @property
-    def midi_out(self) -> MidiOutput | None:
-        part = self.part(MidiPart)
-        return part.midi_out if part else None
+    # Named views of the parts (None when the config has no such part), for health, keys and tests.
+    serial = _view(SerialPart, "serial", "the sensor board's SerialInput")
+    actuator = _view(SerialPart, "actuator", "its ActuatorOutput")
+    gpio = _view(GpioPart, "gpio", "the open gpiozero pin factory (Pins)")
+    gpio_error = _view(GpioPart, "error", "why GPIO is off")
+    panel = _view(GpioPart, "panel", "the Panel")
+    pads = _view(GpioPart, "pads", "the Pads")
+    midi_in = _view(MidiPart, "midi_in", "the MidiInput")
+    midi_out = _view(MidiPart, "midi_out", "the MidiOutput")
 
     def receiver(self, name: str) -> OscReceiver:
         """The running OSC receiver by name: "interface" or "control"."""
