@@ -55,6 +55,13 @@ LOOKAHEAD = 2        # model events kept queued ahead of the clock
 IDLE_WAKE = 0.25     # the loop wakes at least this often (watchdog, thresholds)
 
 
+def model_gap(dt: float, time_scale: float) -> float:
+    """Seconds from one model event to the next: dt times the time scale, in [MIN_DT, MAX_DT]
+    (NaN and below: MIN_DT)."""
+    gap = dt * time_scale
+    return MIN_DT if not gap >= MIN_DT else (MAX_DT if gap > MAX_DT else gap)
+
+
 @dataclass
 class Stats:
     performer_events: int = 0
@@ -188,18 +195,34 @@ class Engine:
             try:
                 kind, payload = inbox.get(timeout=self._timeout())
             except queue.Empty:
-                kind = None
+                kind, payload = None, None
             if self.notifier is not None:
                 self.notifier.watchdog(healthy=self.healthy)
+            self._handle(kind, payload)
+
+    def pump(self) -> None:
+        """The loop's work without its thread: every item in the inbox now, then one look at the
+        schedule, in the caller's thread. For an engine that is not started, on a clock of its own
+        (the tests drive thresholds, yielding and due times with it, no sleeps)."""
+        while True:
             try:
-                if kind == "performer":
-                    self._on_performer(*payload)
-                elif kind == "call":
-                    payload()
-                self._generate()
-            except Exception:  # never let one bad event end the music: counted, shown, logged
-                self.stats.errors += 1
-                log.exception("engine: error handling %s", kind)
+                kind, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(kind, payload)
+        self._handle(None, None)
+
+    def _handle(self, kind, payload) -> None:
+        """One pass of the loop: the item (if any), then generate what is due."""
+        try:
+            if kind == "performer":
+                self._on_performer(*payload)
+            elif kind == "call":
+                payload()
+            self._generate()
+        except Exception:  # never let one bad event end the music: counted, shown, logged
+            self.stats.errors += 1
+            log.exception("engine: error handling %s", kind)
 
     def _timeout(self) -> float:
         if self._mode is Mode.CALL_RESPONSE and self.model is not None and not self.paused:
@@ -275,9 +298,7 @@ class Engine:
             self.stats.predict_seconds.append(time.perf_counter() - started)
 
     def _gap(self, dt: float) -> float:
-        """Seconds from one model event to the next: dt times the time scale, in [MIN_DT, MAX_DT]."""
-        gap = dt * self.time_scale
-        return MIN_DT if not gap >= MIN_DT else (MAX_DT if gap > MAX_DT else gap)
+        return model_gap(dt, self.time_scale)
 
     def _play(self, controls) -> None:
         """Called by the scheduler thread at the event's due time."""
