@@ -30,7 +30,6 @@ from ..errors import DeviceError
 from ..threads import join_or_complain
 
 log = logging.getLogger(__name__)
-ENV = "IMPS_FAKE_GPIO_CONTROL"
 #: One letter per mode LED, in Mode order; upper case when lit.
 LED_LABELS = "UCLD"
 

@@ -50,10 +50,6 @@ class MidiInput(Devices):
         return self._status(self.counters["received"], garbage=self._garbage(),
                             reconnects=max(0, self.watcher.connects - len(self.watcher.ports)))
 
-    def rescan(self) -> None:
-        """Look for ports now (the thread also does it every scan_interval)."""
-        self._wake.set()
-
     # -- ports -------------------------------------------------------------------
     def _open_port(self, index: int, transport, name: str):
         def deliver(msg, index=index):
