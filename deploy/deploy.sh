@@ -317,16 +317,49 @@ switch_to() {
   mv -T "$PREFIX/current.tmp" "$PREFIX/current"
 }
 
+# Install the units in folder $1 (rendered) and have systemd read them.
 install_units() {
-  local tmp unit
-  tmp=$(mktemp -d)
-  cmd_render_units "$tmp"
+  local unit
   for unit in "${UNITS[@]}"; do
-    $SUDO install -m 0644 "$tmp/$unit" "$UNIT_DIR/$unit"
+    $SUDO install -m 0644 "$1/$unit" "$UNIT_DIR/$unit"
   done
-  rm -rf "$tmp"
   $SUDO systemctl daemon-reload
   $SUDO systemctl enable --quiet "${UNITS[@]}"
+}
+
+# What the running release was installed with, kept in folder $1 for a rollback: its units
+# as installed, and models/current.* (links, or files) as they are.
+save_installed() {
+  local unit ext
+  mkdir -p "$1/units" "$1/models"
+  for unit in "${UNITS[@]}"; do
+    if [ -f "$UNIT_DIR/$unit" ]; then cp "$UNIT_DIR/$unit" "$1/units/$unit"; fi
+  done
+  for ext in tflite json; do
+    if [ -e "$STATE/models/current.$ext" ] || [ -L "$STATE/models/current.$ext" ]; then
+      cp -P "$STATE/models/current.$ext" "$1/models/"
+    fi
+  done
+}
+
+# Put back what save_installed kept for release $2. A unit that was not installed (removed
+# by hand) is rendered from that release's own templates.
+restore_installed() {
+  local saved=$1 previous=$2 unit ext
+  for unit in "${UNITS[@]}"; do
+    if [ ! -f "$saved/units/$unit" ]; then
+      bash "$previous/deploy/deploy.sh" render-units "$saved/rendered"
+      cp "$saved/rendered/$unit" "$saved/units/$unit"
+    fi
+  done
+  install_units "$saved/units"
+  for ext in tflite json; do
+    rm -f "$STATE/models/current.$ext"
+    if [ -e "$saved/models/current.$ext" ] || [ -L "$saved/models/current.$ext" ]; then
+      cp -P "$saved/models/current.$ext" "$STATE/models/"
+    fi
+  done
+  say "units and model restored to those $(basename "$previous") ran with"
 }
 
 # Active (Type=notify: READY=1 was sent) and still active SETTLE seconds later.
@@ -378,12 +411,18 @@ cmd_activate() {
   # Byte-compile now: under ProtectSystem=strict the service cannot write __pycache__.
   "$release/venv/bin/python" -m compileall -q "$release/device/imps" >/dev/null ||
     echo "deploy: warning: some device code does not compile" >&2
+  local saved rendered
+  saved=$(mktemp -d); rendered=$(mktemp -d)
+  save_installed "$saved"
   [ -z "$model" ] || use_model "$model"
   switch_to "$release"
-  install_units
+  cmd_render_units "$rendered"
+  install_units "$rendered"
+  rm -rf "$rendered"
   say "restarting imps on $(basename "$release")"
   restart
   if wait_ready; then
+    rm -rf "$saved"
     say "deployed $(basename "$release")"
     prune "$release" "$previous"
     return 0
@@ -391,9 +430,13 @@ cmd_activate() {
   echo "deploy: release $(basename "$release") did not come up within ${READY_TIMEOUT}s; its last log lines:" >&2
   $SUDO journalctl -u imps.service -n 20 --no-pager >&2 || true
   if [ -z "$previous" ] || [ ! -d "$previous" ]; then
+    rm -rf "$saved"
     die "no previous release to roll back to; the box is down"
   fi
+  # The previous release runs again as it ran: its code, its units, its model.
   switch_to "$previous"
+  restore_installed "$saved" "$previous"
+  rm -rf "$saved"
   restart
   if wait_ready; then
     die "ROLLED BACK to $(basename "$previous"), which is running again; $(basename "$release") is kept for inspection"
