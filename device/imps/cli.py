@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .errors import ImpsError
+from .errors import ImpsError, one_line
 
 log = logging.getLogger("imps")
 
@@ -57,8 +57,38 @@ def config_from_args(args, extra: dict | None = None):
     return load_config(args.config, overrides)
 
 
+#: Signals whose default action ends the process: each one goes through the one shutdown path instead
+#: (SIGUSR1 and SIGALRM ended the box with no STOPPING and no flushed log). SIGHUP is the reload;
+#: SIGPIPE and SIGXFSZ Python already ignores; faults (SIGSEGV, SIGBUS, ...) cannot be handled in Python.
+STOP_SIGNALS = [getattr(signal, name) for name in (
+    "SIGINT", "SIGTERM", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO",
+    "SIGPWR", "SIGSTKFLT", "SIGXCPU") if hasattr(signal, name)]
+if hasattr(signal, "SIGRTMIN"):
+    STOP_SIGNALS += list(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+
+
+def install_signal_handlers(stop: threading.Event, reload_requested: threading.Event) -> None:
+    """Every catchable signal: stop or reload, set as an event the main loop reads. Called first
+    thing, before the config and the model load (a SIGHUP in the first 200 ms killed the box)."""
+    def on_stop(signum, frame):
+        if not stop.is_set():
+            log.info("%s: stopping", signal.Signals(signum).name if signum in signal.Signals._value2member_map_
+                     else f"signal {signum}")
+        stop.set()
+
+    for signum in STOP_SIGNALS:
+        try:
+            signal.signal(signum, on_stop)
+        except (OSError, ValueError):   # reserved by the C library (some real-time signals)
+            pass
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+
+
 def run_command(args) -> int:
     """``imps run``: a Box from the config, with the simulation's parts when asked; the status loop."""
+    stop = threading.Event()
+    reload_requested = threading.Event()
+    install_signal_handlers(stop, reload_requested)
     from .box.app import Box
     from .box.status import status_loop
     from .journal import rate_limit_handlers
@@ -67,6 +97,7 @@ def run_command(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     rate_limit_handlers()   # a flood of anything (bad input, a bug per event) is a few journal lines
+    logging.captureWarnings(True)   # Python warnings too: through the same rate limit, never straight to stderr
     simulate = getattr(args, "simulate", False)
     midi_file = getattr(args, "midi_file", None)
     simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
@@ -93,11 +124,8 @@ def run_command(args) -> int:
         if config.gpio.backend != "none":        # the LEDs in the status line, on mock pins
             from .sim.keys import led_status
             box.status_parts.append(lambda: led_status(box))
-        stop = threading.Event()
-        reload_requested = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+        if stop.is_set():            # a stop signal while loading: the box never starts
+            return 0
         box.start()
         live = config.status.terminal and sys.stdout.isatty()
         if simulate:
@@ -223,7 +251,7 @@ def dispatch(parser: argparse.ArgumentParser, argv=None) -> int:
     try:
         return args.func(args) or 0
     except ImpsError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

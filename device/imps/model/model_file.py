@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -31,6 +30,7 @@ import numpy as np
 
 from .. import ranges
 from ..errors import ConfigError, ModelError
+from ..readfile import read_regular
 from ..settings import Table, decode
 
 SIDECAR_FORMAT = "imps-model/1"
@@ -130,42 +130,10 @@ def write_sidecar(model_path: str | os.PathLike, sidecar: Sidecar) -> Path:
     return path
 
 
-def read_bounded(path: Path, limit: int, what: str, error=ModelError) -> bytes | None:
-    """A regular file's bytes, at most ``limit`` of them; None if it does not exist; ``error`` otherwise.
-
-    Opened without blocking (a FIFO would hang the box) and checked by the descriptor it
-    reads, so a symlink to /dev/zero or a file swapped after a check is refused, not read.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except ValueError:       # a NUL in the path
-        raise error(f"{what} {ranges.shorten(str(path), repr)}: the path holds a NUL byte") from None
-    except OSError as exc:
-        raise error(f"{what} {path}: cannot read it: {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, device or socket)"
-            raise error(f"{what} {path}: {kind}")
-        if st.st_size > limit:
-            raise error(f"{what} {path}: {st.st_size} bytes, more than the {limit} this box reads")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise error(f"{what} {path}: cannot read it: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise error(f"{what} {path}: more than the {limit} bytes this box reads (still growing?)")
-    return data
-
-
 def read_sidecar(model_path: str | os.PathLike) -> Sidecar | None:
     """The sidecar beside a model, None when there is none, ModelError (one line) when it is broken."""
     path = sidecar_path(model_path)
-    raw = read_bounded(path, MAX_SIDECAR_BYTES, "model sidecar")
+    raw = read_regular(path, MAX_SIDECAR_BYTES, "model sidecar", ModelError)
     if raw is None:
         return None
     try:

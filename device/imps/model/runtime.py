@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import ModelError, RuntimeMissingError
 from .model_file import (MAX_MODEL_BYTES, NO_SIDECAR, PARAMS_NAME, X_NAME, Sidecar, check_flatbuffer_header,
-                         model_sha256, read_bounded, read_sidecar, shape_from_params_size, state_names)
+                         model_sha256, read_sidecar, shape_from_params_size, state_names)
+from ..readfile import read_regular
 from .sampling import Sampler
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def read_model_bytes(path: Path) -> bytes:
         inside = sorted(p.name for p in path.glob("*.tflite"))
         raise ModelError(f"model {path}: is a directory, not a model file; give the .tflite file itself"
                          + (f" (it holds {', '.join(inside[:3])})" if inside else " (it holds no .tflite file)"))
-    data = read_bounded(path, MAX_MODEL_BYTES, "model")
+    data = read_regular(path, MAX_MODEL_BYTES, "model", ModelError)
     if data is None:
         raise ModelError(f"model {path}: no such file")
     return data
