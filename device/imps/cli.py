@@ -72,8 +72,11 @@ def install_signal_handlers(stop: threading.Event, reload_requested: threading.E
     thing, before the config and the model load (a SIGHUP in the first 200 ms killed the box)."""
     def on_stop(signum, frame):
         if not stop.is_set():
-            log.info("%s: stopping", signal.Signals(signum).name if signum in signal.Signals._value2member_map_
-                     else f"signal {signum}")
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:      # a real-time signal
+                name = f"signal {signum}"
+            log.info("%s: stopping", name)
         stop.set()
 
     for signum in STOP_SIGNALS:
