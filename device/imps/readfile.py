@@ -1,7 +1,7 @@
 """Reading a file someone else may have put there (a config, a model, its sidecar): bounded.
 
-One function, ``read_regular``: regular files only, at most ``limit`` bytes, opened without
-blocking. A FIFO as the config hung the box's start and, on SIGHUP, its main thread; a
+``read_regular``: regular files only, at most ``limit`` bytes, opened without
+blocking; ``deeper_than``: whether what was parsed out of one nests too deep to hand on. A FIFO as the config hung the box's start and, on SIGHUP, its main thread; a
 symlink to /dev/zero took it from 62 MB to 2.5 GB in 4 s (issue #27).
 """
 from __future__ import annotations
@@ -43,3 +43,18 @@ def read_regular(path, limit: int, what: str, error=ImpsError) -> bytes | None:
     if len(data) > limit:
         raise error(f"{what} {path}: more than the {limit} bytes this box reads (still growing?)")
     return data
+
+
+def deeper_than(value, limit: int) -> bool:
+    """Whether dicts and lists in ``value`` nest more than ``limit`` deep (found without recursion:
+    the data may be thousands deep, and everything that walks it later recurses)."""
+    todo = [(value, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            todo.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            todo.extend((v, depth + 1) for v in node)
+    return False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .ranges import shorten
-from .readfile import read_regular
+from .readfile import deeper_than, read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,22 +43,8 @@ def read_toml(path: Path) -> dict:
                           f"{MAX_DEPTH} tables or arrays") from None
     except ValueError as exc:  # TOMLDecodeError, an integer of over 4300 digits
         raise ConfigError(f"config file {path} is not valid TOML: {shorten(exc, limit=200)}") from None
-    if _depth(data) > MAX_DEPTH:
+    if deeper_than(data, MAX_DEPTH):
         raise ConfigError(f"config file {path} is not valid TOML for the box: nested deeper than "
                           f"{MAX_DEPTH} tables or arrays")
     return data
 
-
-def _depth(value) -> int:
-    """How deep tables and arrays nest (without recursion: the data may be thousands deep)."""
-    deepest, todo = 0, [(value, 0)]
-    while todo:
-        node, depth = todo.pop()
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            break
-        if isinstance(node, dict):
-            todo.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            todo.extend((v, depth + 1) for v in node)
-    return deepest

@@ -93,6 +93,7 @@ class Route:
         self.masks: dict[str, int] = {}        # char -> bits of the positions holding it
         for i, ch in enumerate(address):
             self.masks[ch] = self.masks.get(ch, 0) | (1 << i)
+        self.chars = frozenset(self.masks) - {"/"}
         self.not_slash = ((1 << n) - 1) & ~self.masks.get("/", 0)
         slashes = [i for i, ch in enumerate(address) if ch == "/"] + [n]
         # Runs of positions a * can sweep: from just after one slash up to (not past) the next one.
@@ -102,12 +103,11 @@ class Route:
             self.runs.append(((1 << (s + 1)) - (1 << start), start))
             start = s + 1
 
-    def set_mask(self, negated: bool, spans) -> int:
+    def set_mask(self, members: frozenset) -> int:
+        """The positions holding one of ``members`` (never a /)."""
         mask = 0
-        for ch, bits in self.masks.items():
-            inside = any(lo <= ch <= hi for lo, hi in spans)
-            if inside != negated and ch != "/":
-                mask |= bits
+        for ch in members & self.chars:
+            mask |= self.masks[ch]
         return mask
 
 
@@ -116,13 +116,21 @@ class Matcher:
 
     def __init__(self, addresses):
         self.routes = [Route(a) for a in addresses]
+        self.alphabet = frozenset().union(*(r.chars for r in self.routes))
         self.work = 0      # integer operations of the last match (the cost, counted)
 
     def match(self, pattern: str) -> list[str]:
         """The routes ``pattern`` matches (OscError if it breaks the grammar or the bounds)."""
-        atoms = compile_pattern(pattern)
         self.work = 0
+        atoms = [self._members(a) if a[0] == "set" else a for a in compile_pattern(pattern)]
         return [r.address for r in self.routes if self._matches(atoms, r)]
+
+    def _members(self, atom) -> tuple:
+        """A set atom as ("set", the characters of the routes it matches): worked out once per pattern."""
+        _, negated, spans = atom
+        inside = {c for lo, hi in spans for c in self.alphabet if lo <= c <= hi}
+        self.work += len(spans)
+        return ("set", frozenset(self.alphabet - inside if negated else inside))
 
     def _matches(self, atoms, route: Route) -> bool:
         state = 1                   # bit 0: nothing matched yet
@@ -134,8 +142,8 @@ class Matcher:
             elif kind == "any":
                 state = (state & route.not_slash) << 1
             elif kind == "set":
-                state = (state & route.set_mask(atom[1], atom[2])) << 1
-                work += len(route.masks)
+                state = (state & route.set_mask(atom[1])) << 1
+                work += len(route.chars)
             elif kind == "star":
                 swept = 0
                 for run, start in route.runs:

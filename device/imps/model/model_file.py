@@ -29,8 +29,8 @@ import msgspec
 import numpy as np
 
 from .. import ranges
-from ..errors import ConfigError, ModelError
-from ..readfile import read_regular
+from ..errors import ConfigError, ModelError, one_line
+from ..readfile import deeper_than, read_regular
 from ..settings import Table, decode
 
 SIDECAR_FORMAT = "imps-model/1"
@@ -116,6 +116,7 @@ class Sidecar(Table):
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: A sidecar is a few hundred bytes; anything near this is not one.
 MAX_SIDECAR_BYTES = 256 * 1024
+MAX_SIDECAR_DEPTH = 16       # the exporter's is 3 (training -> dataset -> files)
 #: The largest model file the box reads (the 512-unit benchmark model is about 11 MB).
 MAX_MODEL_BYTES = 256 * 1024 * 1024
 
@@ -138,10 +139,14 @@ def read_sidecar(model_path: str | os.PathLike) -> Sidecar | None:
         return None
     try:
         data = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:   # not JSON (Infinity and NaN are not JSON), or nested beyond msgspec's limit
-        raise ModelError(f"{path}: unreadable model sidecar ({exc})") from None
+    except msgspec.DecodeError as exc:   # not JSON (Infinity and NaN are not JSON)
+        raise ModelError(f"{path}: unreadable model sidecar ({one_line(exc, 200)})") from None
+    except RecursionError:               # msgspec recurses: thousands of [ deep
+        raise ModelError(f"{path}: model sidecar nested deeper than {MAX_SIDECAR_DEPTH} objects or arrays") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: model sidecar must be a JSON object")
+    if deeper_than(data, MAX_SIDECAR_DEPTH):
+        raise ModelError(f"{path}: model sidecar nested deeper than {MAX_SIDECAR_DEPTH} objects or arrays")
     unknown = sorted(set(data) - set(Sidecar.__struct_fields__))
     if unknown:
         raise ModelError(f"{path}: unknown sidecar keys {ranges.shorten(unknown)}")
