@@ -25,7 +25,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from imps.box.config import load_config
 from imps.errors import ConfigError
-from imps.io.log import read_log
+from imps.io.interaction_log import read_log
 from imps.io.recording import Recording, repair_wav_header, wav_seconds
 
 from support import wait_for
