@@ -293,7 +293,7 @@ layout() {
   ensure_dir 0755 "$ADMIN:$admin_group" "$PREFIX" "$PREFIX/releases" "$PREFIX/envs"
   ensure_dir 0750 "$SERVICE_USER:$SERVICE_USER" "$STATE"
   # setgid: files made by the box or the admin stay in the service group.
-  ensure_dir 2770 "$SERVICE_USER:$SERVICE_USER" "$STATE/logs" "$STATE/models"
+  ensure_dir 2770 "$SERVICE_USER:$SERVICE_USER" "$STATE/logs" "$STATE/models" "$STATE/recordings"
   ensure_dir 0755 root:root "$ETC/imps"
   # The model the box plays: a link deploy.sh moves when MODEL= is given; until
   # then the release's bundled default.
@@ -323,6 +323,11 @@ directory = "$STATE/logs"
 [status]
 terminal = false
 
+# What the box plays, as the sound engine renders it, to a WAV file the box
+# finishes when it stops (the sound engine may write only in $STATE/recordings).
+# [recording]
+# path = "$STATE/recordings/take.wav"
+
 # The sensor board on USB (firmware/), found again by itself after unplugging.
 [serial]
 enabled = true
@@ -338,7 +343,7 @@ enabled = true
 backend = "auto"
 EOF
   fi
-  say "layout: $PREFIX/{releases,envs,current}, $STATE/{logs,models}, $ETC/imps"
+  say "layout: $PREFIX/{releases,envs,current}, $STATE/{logs,models,recordings}, $ETC/imps"
 }
 
 on_box() {

@@ -118,3 +118,19 @@ def test_patch_loads_without_errors(pd):
     problems = [line for line in pd.seen
                 if any(word in line.lower() for word in ("error", "couldn't create", "bad arguments"))]
     assert problems == []
+
+
+def test_record_starts_once_and_finishes_the_file(pd, tmp_path):
+    take, other = tmp_path / "take.wav", tmp_path / "other.wav"
+    pd.client.send_message("/record", str(take))
+    assert pd.expect("record:") == f"record: started {take}"
+    pd.client.send_message("/record", str(other))          # ignored while recording
+    pd.client.send_message("/performer", [0.5, 0.5, 0.5])
+    pd.expect("performer:")
+    pd.client.send_message("/record", [])
+    assert pd.expect("record:") == "record: stopped"
+    assert not other.exists()
+    import wave
+    with wave.open(str(take)) as w:                        # finished: the header counts the frames
+        assert (w.getnchannels(), w.getsampwidth()) == (1, 2) and w.getnframes() > 0
+        assert w.getnframes() * 2 + 44 == take.stat().st_size

@@ -32,6 +32,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--midi-file", metavar="FILE.mid",
                         help="a MIDI file as the performer (played from a virtual MIDI device), the model to a "
                              "virtual synth shown in the status line; with --simulate, instead of the sensor board")
+    parser.add_argument("--record", metavar="FILE.wav",
+                        help="write what the box plays (both voices, as the sound engine renders them) to a WAV "
+                             "file (overrides [recording] path)")
+    parser.add_argument("--sound-engine", action=argparse.BooleanOptionalAction, default=None,
+                        help="start Pure Data playing deploy/sound/imps.pd beside the box, stopped with it "
+                             "(default: with --simulate or --record); not if one already listens on the sound port")
+    parser.add_argument("--sound-output", choices=["default", "none"], default="default",
+                        help="the started sound engine's audio output: the default device, or none "
+                             "(it still renders: recordings work)")
     parser.add_argument("--interface-port", type=int, metavar="PORT",
                         help="UDP port for /interface (overrides [osc] interface_port; 0: any free port)")
     parser.add_argument("--control-port", type=int, metavar="PORT",
@@ -52,6 +61,7 @@ def run_overrides(args, extra: dict | None = None) -> dict:
         "engine": {"mode": args.mode},
         "osc": {"interface_port": args.interface_port, "control_port": args.control_port},
         "log": {"directory": args.log_dir, "enabled": False if args.no_log else None},
+        "recording": {"path": getattr(args, "record", None)},
         "performer": {"simulate": True if args.simulate_performer else None},
         "status": {"terminal": False if args.quiet else None},
     }
@@ -111,7 +121,28 @@ def run_command(args) -> int:
         if sim.needs_dimension:
             config = with_overrides(data, source, run_overrides(args, sim.overrides(config.engine.dimension)))
         sim.start(config)
-        return _run_box(sim.attach(Box(config)), sim, args, stop, reload_requested)
+        sound_engine = start_sound_engine(config, args)
+        box = None
+        try:
+            box = sim.attach(Box(config))
+            if sound_engine is not None:
+                box.status_parts.append(sound_engine.summary)
+            return _run_box(box, sim, args, stop, reload_requested)
+        finally:
+            if sound_engine is not None:   # after the box: it has finished the recording
+                sound_engine.stop(box.recording.path if box is not None and box.recording else None)
+
+
+def start_sound_engine(config, args):
+    """Pd beside the box when asked (``--sound-engine``, or by default with --simulate or --record)."""
+    wanted = getattr(args, "sound_engine", None)
+    if wanted is None:
+        wanted = bool(getattr(args, "simulate", False) or config.recording.path)
+    if not wanted or not config.osc.enabled:
+        return None
+    from .sim.sound_engine import start_sound_engine
+    return start_sound_engine(config.osc.sound_host, config.osc.sound_port,
+                              audio=getattr(args, "sound_output", "default") != "none")
 
 
 def _run_box(box, sim, args, stop: threading.Event, reload_requested: threading.Event) -> int:

@@ -129,9 +129,24 @@ def _record(vm, seconds: float, during: str = "", keep: str = "") -> np.ndarray:
     raw = vm.ssh("sudo cat /tmp/rec.wav").stdout
     if keep:
         (vm.workdir / keep).write_bytes(raw)
+    return _mono(raw)
+
+
+def _mono(raw: bytes) -> np.ndarray:
+    """A 16-bit mono WAV's samples as floats."""
     with wave.open(io.BytesIO(raw)) as w:
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
-    return data
+        assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
+
+
+def _onsets(x: np.ndarray, rate: int = 48000) -> tuple[np.ndarray, list[int]]:
+    """10 ms rms frames, and the notes in them: a rise through a tenth of the loudest frame
+    (a quiet tail wobbling around a fixed floor is not a note: it was, once, 0.0003 "ringing"
+    after a false onset)."""
+    n = rate // 100
+    env = np.array([_rms(x[i:i + n]) for i in range(0, len(x) - n, n)])
+    loud = env.max() / 10
+    return env, [i for i in range(1, len(env)) if env[i] > loud and env[i - 1] <= loud]
 
 
 def _rms(x: np.ndarray) -> float:
@@ -157,11 +172,7 @@ def test_sound_engine_plays_notes_and_silence_silences(vm, box):
         quiet = _record(vm, 15, OSC_SEND + " /model@2.0 /model@0.05 /silence@2", keep="sound-two-notes.wav")
     finally:
         vm.ssh("sudo systemctl start imps.service")
-    env = np.array([_rms(quiet[i:i + 480]) for i in range(0, len(quiet) - 480, 480)])  # 10 ms frames
-    # A note is a rise through a tenth of the loudest frame: a quiet tail wobbling around a
-    # fixed floor is not a note (it was, once: 0.0003 "ringing" after a false onset).
-    loud = env.max() / 10
-    onsets = [i for i in range(1, len(env)) if env[i] > loud and env[i - 1] <= loud]
+    env, onsets = _onsets(quiet)
     print(f"peak rms {env.max():.4f}; onsets (10 ms frames) {onsets}")
     # The free note and the cut one: the last onset, and the one about 2 s (200 frames) before it.
     assert len(onsets) >= 2 and env.max() > 3e-3, f"two notes expected, onsets at {onsets} (10 ms frames)"
@@ -172,6 +183,33 @@ def test_sound_engine_plays_notes_and_silence_silences(vm, box):
     silenced = env[cut + 10: cut + 25].mean()        # the same after the cut one
     print(f"100-250 ms after a note: rms {ringing:.4f} left alone, {silenced:.5f} after /silence")
     assert ringing > 1e-3 and silenced < ringing / 10
+
+
+RECORDING = "/var/lib/imps/recordings/vm-take.wav"
+
+
+def test_the_recording_setting_writes_a_wav_of_what_the_box_played(vm, box):
+    """[recording] path in the provisioned box's config: the box asks imps-sound's Pd for the
+    file, the status line shows it growing, and stopping the box finishes it."""
+    vm.ssh(f"sudo rm -f {RECORDING}; sudo cp /etc/imps/box.toml /tmp/box.toml.before-recording; "
+           f"printf '\\n[recording]\\npath = \"{RECORDING}\"\\n' | sudo tee -a /etc/imps/box.toml >/dev/null; "
+           "sudo systemctl restart imps.service")
+    try:
+        wait_for(lambda: int(vm.out(f"sudo stat -c %s {RECORDING} 2>/dev/null || echo 0")) > 6 * 96000, 180,
+                 "6 s in the recording")
+        status = service(vm, "StatusText")
+        vm.ssh("sudo systemctl stop imps.service")             # SIGTERM: the box finishes the file
+        raw = vm.ssh(f"sudo cat {RECORDING}").stdout
+        (vm.workdir / "recording-setting.wav").write_bytes(raw)
+    finally:
+        vm.ssh("sudo cp /tmp/box.toml.before-recording /etc/imps/box.toml; sudo systemctl start imps.service")
+    print(f"status while recording: {status}")
+    assert "REC vm-take.wav 0:" in status
+    with wave.open(io.BytesIO(raw)) as w:                     # finished: the header counts every frame
+        assert w.getnframes() * 2 + 44 == len(raw)
+    env, onsets = _onsets(_mono(raw))
+    print(f"recording {len(raw) / 96000:.1f} s, peak rms {env.max():.4f}, onsets (10 ms frames) {onsets[:20]}")
+    assert env.max() > 3e-3 and onsets, "the board's performance, recorded, is not silence"
 
 
 MIDI_TOML = """

@@ -39,6 +39,7 @@ from ..io.interaction_log import LogWriter
 from ..io.midi.voice import MidiOutput
 from ..io.notify import Notifier
 from ..io.osc import OscReceiver, SoundOut
+from ..io.recording import Recording, check_folder
 from ..io.voices import Voices
 from ..modes import Mode
 from ..threads import Supervisor
@@ -79,11 +80,15 @@ class Box:
         self._stopped = threading.Event()
         e = config.engine
 
+        if config.recording.path and config.osc.sound_host.startswith("127."):
+            check_folder(config.recording.path)   # before anything is opened: a bad path opens nothing
         model, error = load_or_explain(config)
         if error:
             log.error("%s; playing on in user-only mode (the performer is still logged)", one_line(error))
         self.logwriter = LogWriter(config.log.directory, e.dimension) if config.log.enabled else None
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
+        path = config.recording.path
+        self.recording = Recording(self.sound, path) if path and self.sound is not None else None
         midi = config.midi
         midi_out = MidiOutput(midi) if midi.enabled and midi.output else None
         self.voices = Voices([self.sound, midi_out])   # the engine plays to all of them
@@ -160,6 +165,8 @@ class Box:
         self.engine.start()
         self.check_health()
         self.ready_at = time.monotonic()
+        if self.recording is not None:
+            self.recording.start()
         self.notifier.ready(self.status_line())
         since_exec = seconds_since_process_start()
         log.info("ready %s(set up in %.0f ms): %s",
@@ -221,14 +228,26 @@ class Box:
                 part.stop()
             except Exception:  # a broken device must not block shutdown
                 log.exception("stopping %s", part.name)
-        self.engine.stop()
+        self.engine.stop()            # ...and /silence
+        if self.recording is not None:
+            self.recording.stop()     # after the silence: the file ends quiet
         if self.logwriter is not None:
             self.logwriter.close()
+            if self.ready_at is None:
+                remove_if_empty(self.logwriter.path)   # a start that failed leaves no empty log behind
         self.voices.close()       # the sound engine's socket; MIDI: all notes off, ports closed
 
     # ------------------------------------------------------------ status
     def status_line(self) -> str:
         return status_line(self)
+
+
+def remove_if_empty(path) -> None:
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def seconds_since_process_start() -> float | None:

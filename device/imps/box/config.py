@@ -102,6 +102,32 @@ class LogConfig(Section):
     enabled: bool = True
 
 
+#: The longest recording path the box sends to the sound engine (Linux's PATH_MAX is 4096).
+MAX_RECORDING_PATH = 1024
+
+
+class RecordingConfig(Section):
+    """What the sound engine plays, written to a WAV file by the sound engine (io/recording.py)."""
+    section: ClassVar[str] = "recording"
+    path: str = ""                       # FILE.wav on the sound engine's machine; empty: no recording
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_recording_path("path", self.path)
+
+
+def check_recording_path(key: str, path: str) -> None:
+    """A WAV file name the sound engine can take: ends in .wav, printable, not a flag, not too long."""
+    if not path:
+        return
+    if len(path) > MAX_RECORDING_PATH:
+        raise ConfigError(f"{key} = {path[:40]!r}...: {len(path)} characters, expected at most {MAX_RECORDING_PATH}")
+    if not path.lower().endswith(".wav") or Path(path).name.lower() == ".wav":
+        raise ConfigError(f"{key} = {path!r}: expected a file name ending in .wav")
+    if not path.isprintable() or path.startswith("-"):
+        raise ConfigError(f"{key} = {path!r}: expected a plain file name (no control characters, no leading '-')")
+
+
 class PerformerConfig(Section):
     """A simulated performer replaying a recorded performance (for `make run` and tests)."""
     section: ClassVar[str] = "performer"
@@ -168,6 +194,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     engine: EngineConfig = _section(EngineConfig)
     osc: OscConfig = _section(OscConfig)
     log: LogConfig = _section(LogConfig)
+    recording: RecordingConfig = _section(RecordingConfig)
     performer: PerformerConfig = _section(PerformerConfig)
     status: StatusConfig = _section(StatusConfig)
     serial: SerialSettings = _section(SerialSettings)
@@ -218,6 +245,9 @@ def _check_hardware(config: Config) -> None:
         shared = set(pads.pins) & {q for q in (p.mode_button, p.shutdown_button, *p.mode_leds) if q is not None}
         if shared:
             raise ConfigError(f"{src}: [pads] pins = {pads.pins!r}: GPIO {sorted(shared)} already used by [panel]")
+    if config.recording.path and not config.osc.enabled:
+        raise ConfigError(f"{src}: [recording] path = {config.recording.path!r} needs the sound engine, "
+                          f"but [osc] enabled = false")
     if config.midi.enabled:
         check_controls(config.midi, n, src)
     act = config.actuators

@@ -34,6 +34,7 @@ anywhere stops the pings.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import queue
 import threading
@@ -252,10 +253,11 @@ class Engine:
             return
         self._controls = new
         self.stats.performer_events += 1
+        sent_at = _dt.datetime.now()   # the log says when it sounded, not when this thread got back to it
         if self.voices is not None:
             self.voices.send(PERFORMER_VOICE, new)
         if self.logwriter is not None:
-            self.logwriter.write(PERFORMER, new)
+            self.logwriter.write(PERFORMER, new, sent_at)
         dt = 0.0 if self._last_performer is None else min(when - self._last_performer, self.max_dt)
         self._last_performer = when
         if self.model is None:
@@ -303,12 +305,13 @@ class Engine:
     def _play(self, controls) -> None:
         """Called by the scheduler thread at the event's due time."""
         self.stats.model_events += 1
+        sent_at = _dt.datetime.now()   # before the sends: a busy GIL once put the log 45 ms behind the sound
         if self.voices is not None:
             self.voices.send(MODEL_VOICE, controls)
         for actuator in self.actuators:
             actuator.send(controls)
         if self.logwriter is not None:
-            self.logwriter.write(MODEL, controls)
+            self.logwriter.write(MODEL, controls, sent_at)
 
     # ------------------------------------------------------------ loop-thread helpers
     def _silence(self) -> None:

@@ -48,6 +48,8 @@ def status_line(box) -> str:
     parts += _engine_parts(s, up, osc.kernel_drops() if osc is not None else 0)
     if box.sound is not None and box.sound.unreachable():
         parts.append("NO SOUND ENGINE")
+    if box.recording is not None:
+        parts.append(box.recording.summary())
     parts += [text for part in box.parts if (text := part.summary())]
     parts += [text for text in (extra() for extra in box.status_parts) if text]
     note, when = box.note
@@ -77,6 +79,8 @@ def status_loop(box, stop, reload_requested, live: bool, duration: float | None 
         if now >= next_status or dead:
             next_status = now + box.config.status.interval   # the running interval (SIGHUP may change it)
             box.check_health()
+            if box.recording is not None:
+                box.recording.poll()     # asks again until the sound engine has the file
             line = box.status_line()
             if line != last:
                 box.notifier.status(line)

@@ -48,6 +48,7 @@ INTERFACE = "/interface"
 PERFORMER_VOICE = "/performer"
 MODEL_VOICE = "/model"
 SILENCE = "/silence"
+RECORD = "/record"          # /record FILE.wav starts a recording in the sound engine, /record alone ends it
 
 REPORT_EVERY = 10.0     # seconds between journal lines about one kind of bad input
 MAX_BUNDLE_DEPTH = 8    # bundles nest at most this deep (a packet is at most 64 KiB anyway)
@@ -66,6 +67,12 @@ def encode_floats(address: str, values) -> bytes:
     """An OSC message with float32 arguments."""
     n = len(values)
     return _padded(address.encode()) + _padded(b"," + b"f" * n) + struct.pack(f">{n}f", *values)
+
+
+def encode_strings(address: str, values) -> bytes:
+    """An OSC message with string arguments (UTF-8)."""
+    return (_padded(address.encode()) + _padded(b"," + b"s" * len(values))
+            + b"".join(_padded(v.encode()) for v in values))
 
 
 # ---------------------------------------------------------------- strict decoding
@@ -191,8 +198,15 @@ class SoundOut:
                                       f"{exc.strerror or exc} (check [osc] sound_host)") from None
 
     def send(self, address: str, values=()) -> None:
+        self._send(address, encode_floats(address, values))
+
+    def send_strings(self, address: str, values=()) -> None:
+        """A command to the sound engine with string arguments (``/record FILE.wav``)."""
+        self._send(address, encode_strings(address, values))
+
+    def _send(self, address: str, packet: bytes) -> None:
         try:
-            self.sock.send(encode_floats(address, values))
+            self.sock.send(packet)
             self.sent += 1
         except OSError as exc:  # e.g. ECONNREFUSED: nothing listens there (yet)
             if not self.errors:
