@@ -130,6 +130,18 @@ def _temperatures(args) -> int:
     return 0
 
 
+def _judge(args) -> int:
+    from imps.model.dataset import load_dataset
+    from .judge import judge
+    summary = judge(args.model, load_dataset(args.dataset), args.out, seeds=args.seeds, seconds=args.seconds,
+                    windows=args.windows, call=args.call, answer=args.answer,
+                    likelihood_rows=args.likelihood_rows, val_fraction=args.val_fraction,
+                    split_seed=args.split_seed, runtime=args.runtime, progress=not args.quiet)
+    print((Path(args.out) / "judge.md").read_text(), end="")
+    print(f"wrote {args.out}/judge.json, judge.md, traces.png" + (", xy.png" if summary["dimension"] == 4 else ""))
+    return 0
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -322,6 +334,30 @@ def _add_experiment_commands(sub) -> None:
                    help="device runtime (ai-edge-litert: the only one that shares a process with TensorFlow)")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=_temperatures)
+
+    j = sub.add_parser("judge", help="play a model against held-out real playing and print the feature table",
+                       description="Free-running (seeds x seconds from reset) and call-and-response (windows of "
+                                   "the held-out player's call, then the model's answer), at the sidecar's "
+                                   "temperatures with the device runtime. Prints the feature table (one control "
+                                   "at a time, stillness across rests, edges, timing, W1) beside the held-out "
+                                   "player and another held-out performance, the held-out likelihood at the "
+                                   "instrument's resolution, and draws traces.png (and xy.png for 4-D). "
+                                   "docs/results.md defines every row.")
+    j.add_argument("model", help="exported .tflite (sidecar beside it)")
+    j.add_argument("dataset", help="the dataset .npz the model was trained on; its held-out split is used")
+    j.add_argument("-o", "--out", required=True, help="directory to write")
+    j.add_argument("--seeds", type=int, default=5, help="free-running seeds (default 5)")
+    j.add_argument("--seconds", type=float, default=180.0, help="free-running seconds per seed (default 180)")
+    j.add_argument("--windows", type=int, default=30, help="call-and-response windows (default 30)")
+    j.add_argument("--call", type=float, default=8.0, help="seconds of the player's call (default 8)")
+    j.add_argument("--answer", type=float, default=8.0, help="seconds of the model's answer (default 8)")
+    j.add_argument("--likelihood-rows", type=int, default=5000,
+                   help="rows of the player scored for the held-out likelihood (default 5000)")
+    j.add_argument("--val-fraction", type=float, default=0.1, help="the training split's (default 0.1)")
+    j.add_argument("--split-seed", type=int, default=0, help="the training split's seed (default 0)")
+    j.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"])
+    j.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    j.set_defaults(func=_judge)
 
 
 def main(argv=None) -> int:
