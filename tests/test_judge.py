@@ -78,6 +78,26 @@ def test_the_likelihood_is_a_probability_over_the_instruments_grid():
     assert judge.classic_bin_log2_probability(sharp, np.array([0.205, 64 / 127]), d, k, scale, 1, 1) > -1e-6
 
 
+def test_the_moves_heads_likelihood_is_a_probability_too():
+    """dt mixture x (stay, or move by a log-odds change): every cell of the grid sums to 1, and a
+    control that surely stays puts all its mass on the previous value's cell."""
+    k, d = 2, 2
+    params = np.array([math.log(0.05), math.log(0.3), 0.3, 0.3, 0.0, 0.5,    # dt: mu, sigma, logits
+                       0.3, 0.2, -1.0, 0.5, 1.5, 0.1, -0.2])               # move logit, mu, sigma, logits
+    previous = np.array([0.1, 40 / 127])
+    total = 0.0
+    for dt_bin in range(200):
+        for level in range(judge.LEVELS + 1):
+            row = np.array([(dt_bin + 0.5) * judge.DT_BIN, level / judge.LEVELS])
+            total += 2 ** judge.moves_bin_log2_probability(params, row, previous, d, k, 1.0, 1.0)
+    assert total == pytest.approx(1.0, abs=2e-3)
+    stays = params.copy()
+    stays[6] = -50.0
+    same = judge.moves_bin_log2_probability(stays, np.array([0.05, 40 / 127]), previous, d, k, 1, 1)
+    other = judge.moves_bin_log2_probability(stays, np.array([0.05, 41 / 127]), previous, d, k, 1, 1)
+    assert same > other + 30
+
+
 def test_the_judge_command_plays_the_bundled_model_against_real_held_out_playing(tmp_path, lightpad_12k):
     from imps_train.cli import main
     data = lightpad_12k.save(tmp_path / "12k.npz")

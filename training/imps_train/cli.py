@@ -34,7 +34,7 @@ def _train(args) -> int:
                          patience=args.patience, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
                          windows_per_epoch=args.windows_per_epoch, val_windows=args.val_windows,
                          input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures,
-                         max_minutes=args.max_minutes, split_seed=args.split_seed)
+                         max_minutes=args.max_minutes, split_seed=args.split_seed, head=args.head)
     dataset = load_dataset(args.dataset)
     result = train(dataset, args.out, config, progress=not args.quiet, resume=args.resume)
     print(f"{args.out}: {result['epochs_run']} epochs in {result['seconds']:.0f} s "
@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "docs/results.md; s for less)")
     t.add_argument("--layers", type=int, default=2)
     t.add_argument("--mixtures", type=int, default=5)
+    t.add_argument("--head", default="classic", choices=["classic", "moves"],
+                   help="output head: classic (one Gaussian mixture over the row, IMPS and IMPSY's) or moves "
+                        "(dt on its own, each control moves or stays; docs/model.md) (default classic)")
     t.add_argument("--seq-len", type=int, default=50)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--epochs", type=int, default=100, help="at most this many (default 100)")

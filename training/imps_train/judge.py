@@ -60,6 +60,7 @@ import numpy as np
 
 from imps.errors import ImpsError
 from imps.model.dataset import Dataset
+from imps.model.heads import EDGE
 from imps.model.model_file import model_sha256, split_params
 
 from . import structure
@@ -213,6 +214,46 @@ def classic_bin_log2_probability(params, row, dimension: int, mixtures: int, sca
     return math.log2(max(float(w @ per_component), 1e-300))
 
 
+def _logit(v):
+    v = np.clip(v, EDGE, 1 - EDGE)
+    return np.log(v) - np.log1p(-v)
+
+
+def moves_bin_log2_probability(params, row, previous, dimension: int, mixtures: int,
+                               pi_temperature: float, sigma_temperature: float) -> float:
+    """log2 P(the row's grid cell) under the moves head (heads.py), given the previous row (real units):
+    dt's mixture over log seconds, then per control: stay (the previous value's own cell) or move
+    (the change in log-odds from its mixture, the cell's edges mapped to log-odds)."""
+    p = np.asarray(params, np.float64)
+    k, c, spread = mixtures, dimension - 1, math.sqrt(sigma_temperature)
+    lo, hi = bins(row)
+
+    def mixture_mass(mus, sigmas, logits, a, b):
+        z = logits / pi_temperature
+        w = np.exp(z - z.max())
+        w /= w.sum()
+        sd = sigmas * spread
+        return float(w @ _normal_cdf_interval((a - mus) / sd, (b - mus) / sd))
+
+    log_lo, log_hi = (math.log(lo[0]) if lo[0] > 0 else -np.inf), math.log(hi[0])
+    total = math.log2(max(mixture_mass(p[:k], p[k:2 * k], p[2 * k:3 * k], log_lo, log_hi), 1e-300))
+    blocks = p[3 * k:].reshape(c, 1 + 3 * k)
+    here = np.clip(np.asarray(previous, np.float64)[1:], 0.0, 1.0)
+    u = _logit(here)
+    here_lo, here_hi = bins(np.concatenate([[0.0], here]))
+    a, b = np.full(c, -np.inf), np.full(c, np.inf)      # the cell's edges in log-odds (open at 0 and 1)
+    inner_lo, inner_hi = np.isfinite(lo[1:]), np.isfinite(hi[1:])
+    a[inner_lo], b[inner_hi] = _logit(lo[1:][inner_lo]), _logit(hi[1:][inner_hi])
+    for i in range(c):
+        m = blocks[i, 0] / pi_temperature
+        p_move = 1.0 / (1.0 + math.exp(-m)) if m > -700 else 0.0
+        stays_here = here_lo[i + 1] == lo[i + 1] and here_hi[i + 1] == hi[i + 1]
+        moved = mixture_mass(blocks[i, 1:1 + k], blocks[i, 1 + k:1 + 2 * k], blocks[i, 1 + 2 * k:],
+                             a[i] - u[i], b[i] - u[i])
+        total += math.log2(max((1 - p_move) * stays_here + p_move * moved, 1e-300))
+    return total
+
+
 def heldout_bits(model, performance: np.ndarray, rows: int, temperatures: list[tuple[float, float]],
                  progress: bool = False) -> dict:
     """Mean -log2 P(next row's grid cell) over the first ``rows`` rows of a performance, teacher-forced
@@ -224,10 +265,15 @@ def heldout_bits(model, performance: np.ndarray, rows: int, temperatures: list[t
     s = model.shape
     model.reset()
     params = np.array(model._params)   # what reset() predicts: the box's first row comes from it
+    previous = np.zeros(s.dimension)   # what the input buffer holds after reset()
     for row in tqdm(perf, unit="row", desc="held-out likelihood", disable=not progress, leave=False):
         for t in temperatures:
-            total[t] -= classic_bin_log2_probability(params, row, s.dimension, s.mixtures, s.input_scale, *t)
+            if model.head == "moves":
+                total[t] -= moves_bin_log2_probability(params, row, previous, s.dimension, s.mixtures, *t)
+            else:
+                total[t] -= classic_bin_log2_probability(params, row, s.dimension, s.mixtures, s.input_scale, *t)
         params = np.array(model.step(row))
+        previous = row
     return {f"{p:g},{q:g}": v / len(perf) for (p, q), v in total.items()}
 
 
@@ -317,7 +363,7 @@ def judge(model_path, dataset: Dataset, out_dir, seeds: int = 5, seconds: float 
         "real_answers": features(joined_real, player) | {"lead": lead_share(list(zip(calls, real_answers)))},
     }
     summary = {"model": model_path.name, "model_sha256": model_sha256(model_path.read_bytes()),
-               "head": getattr(model, "head", "classic"), "dimension": model.dimension,
+               "head": model.head, "dimension": model.dimension,
                "pi_temperature": model.pi_temperature, "sigma_temperature": model.sigma_temperature,
                "runtime": model.runtime,
                "setup": {"seeds": seeds, "seconds": seconds, "windows": len(spans), "call_s": call,

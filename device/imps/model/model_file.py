@@ -87,6 +87,7 @@ class Sidecar:
     training: dict = field(default_factory=dict)   # dataset, rows, epochs, command...
     sha256: str | None = None            # of the .tflite: a truncated or damaged copy is caught before loading
     format: str = SIDECAR_FORMAT
+    head: str = "classic"                # what params means: heads.py (checked where it is read, in the runtime)
 
     def check(self, source: str = "sidecar") -> "Sidecar":
         for name in ("dimension", "units", "layers", "mixtures"):
