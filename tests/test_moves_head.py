@@ -105,7 +105,7 @@ def test_the_moves_export_matches_keras_in_both_device_runtimes(moves_model, dev
     trace = keras_trace(step, lightpad_12k.rows[:100], 16, 2, 10.0)
     assert trace["params"].shape == (100, params_size("moves", 4, 5))
     report = verify(moves_model, trace, runtime, python=device_python)
-    assert f"OK with {runtime}" in report and "head=moves" in report and "over 100 steps" in report
+    assert f"OK with {runtime}" in report and "; moves head" in report and "over 100 steps" in report
     trace["params"] = trace["params"] + 1e-3
     with pytest.raises(ModelError, match="differs from the reference"):
         verify(moves_model, trace, runtime, python=device_python)
@@ -143,7 +143,7 @@ def test_the_sidecar_names_the_head_and_models_without_one_stay_classic(moves_mo
         done = subprocess.run([device_python, "-m", "imps", "check-model", str(path)], capture_output=True,
                               text=True, cwd=ROOT)
         assert done.returncode == 0, done.stderr
-        assert f"head={head}" in done.stdout
+        assert f"; {head} head" in done.stdout
 
 
 def test_an_unknown_head_in_a_sidecar_is_one_clear_error(moves_model, tmp_path, device_python):

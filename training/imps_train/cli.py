@@ -53,7 +53,12 @@ def _export(args) -> int:
 
 def _bench_models(args) -> int:
     from .bench_models import make_all
-    make_all(args.output, seed=args.seed, runtime=args.runtime, force=args.force)
+    pairs = None
+    if args.units or args.dimensions:
+        from .bench_models import DIMENSION_SWEEP_UNITS, UNITS_SWEEP_DIMENSION
+        pairs = sorted({(u, UNITS_SWEEP_DIMENSION) for u in args.units or []}
+                       | {(DIMENSION_SWEEP_UNITS, d) for d in args.dimensions or []})
+    make_all(args.output, pairs, seed=args.seed, runtime=args.runtime, force=args.force, head=args.head)
     return 0
 
 
@@ -228,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"])
     b.add_argument("--force", action="store_true", help="remake models that already exist")
+    b.add_argument("--head", default="classic", choices=["classic", "moves"],
+                   help="output head of the models (default classic; moves to time that head beside it)")
+    b.add_argument("--units", type=int, nargs="+", help="only these units (at D=9) instead of the whole sweep")
+    b.add_argument("--dimensions", type=int, nargs="+", help="only these dimensions (at 64 units)")
     b.set_defaults(func=_bench_models)
 
     p = sub.add_parser("plot-bench", help="draw the paper's two figures from `imps bench` results",
