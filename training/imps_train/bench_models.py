@@ -41,15 +41,15 @@ def sweep() -> list[tuple[int, int]]:
 
 
 def make_model(out_dir: Path, units: int, dimension: int, layers: int = mdrnn.LAYERS,
-               mixtures: int = mdrnn.MIXTURES, seed: int = 0, runtime: str = "auto") -> dict:
+               mixtures: int = mdrnn.MIXTURES, seed: int = 0, runtime: str = "auto", head: str = "classic") -> dict:
     """Write one verified random-weight model and its sidecar into out_dir."""
     import keras
     keras.utils.set_random_seed(seed + 1000 * units + dimension)
-    step = mdrnn.build_inference_model(dimension, units, layers, mixtures)
+    step = mdrnn.build_inference_model(dimension, units, layers, mixtures, head=head)
     blob = convert(step)
     trace = keras_trace(step, random_rows(dimension, CHECK_STEPS, seed), units, layers, INPUT_SCALE)
     sidecar = Sidecar(dimension=dimension, units=units, layers=layers, mixtures=mixtures,
-                      input_scale=INPUT_SCALE, sha256=model_sha256(blob),
+                      input_scale=INPUT_SCALE, sha256=model_sha256(blob), head=head,
                       training={"purpose": "benchmark only: random (untrained) weights", "seed": seed})
     target = out_dir / model_name(units, dimension)
     report, = write_verified(blob, sidecar, [(runtime, trace)], target)
@@ -58,7 +58,7 @@ def make_model(out_dir: Path, units: int, dimension: int, layers: int = mdrnn.LA
 
 
 def make_all(out_dir, pairs=None, seed: int = 0, runtime: str = "auto", force: bool = False,
-             progress=print) -> list[dict]:
+             progress=print, head: str = "classic") -> list[dict]:
     """Make every model of the sweep (or of ``pairs``) that is missing (or all with force)."""
     out_dir = Path(out_dir)
     made = []
@@ -67,7 +67,7 @@ def make_all(out_dir, pairs=None, seed: int = 0, runtime: str = "auto", force: b
         if target.exists() and sidecar_path(target).exists() and not force:
             progress(f"{target.name}: kept ({target.stat().st_size} bytes)")
             continue
-        info = make_model(out_dir, units, dimension, seed=seed, runtime=runtime)
+        info = make_model(out_dir, units, dimension, seed=seed, runtime=runtime, head=head)
         progress(f"{target.name}: {info['bytes']} bytes; {info['verification']}")
         made.append(info)
     total = sum(p.stat().st_size for p in out_dir.glob("*.tflite"))

@@ -34,7 +34,7 @@ def _train(args) -> int:
                          patience=args.patience, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
                          windows_per_epoch=args.windows_per_epoch, val_windows=args.val_windows,
                          input_scale=args.scale, seed=args.seed, layers=args.layers, mixtures=args.mixtures,
-                         max_minutes=args.max_minutes, split_seed=args.split_seed)
+                         max_minutes=args.max_minutes, split_seed=args.split_seed, head=args.head)
     dataset = load_dataset(args.dataset)
     result = train(dataset, args.out, config, progress=not args.quiet, resume=args.resume)
     print(f"{args.out}: {result['epochs_run']} epochs in {result['seconds']:.0f} s "
@@ -64,7 +64,12 @@ def _convert_impsy(args) -> int:
 
 def _bench_models(args) -> int:
     from .bench_models import make_all
-    make_all(args.output, seed=args.seed, runtime=args.runtime, force=args.force)
+    pairs = None
+    if args.units or args.dimensions:
+        from .bench_models import DIMENSION_SWEEP_UNITS, UNITS_SWEEP_DIMENSION
+        pairs = sorted({(u, UNITS_SWEEP_DIMENSION) for u in args.units or []}
+                       | {(DIMENSION_SWEEP_UNITS, d) for d in args.dimensions or []})
+    make_all(args.output, pairs, seed=args.seed, runtime=args.runtime, force=args.force, head=args.head)
     return 0
 
 
@@ -141,6 +146,18 @@ def _temperatures(args) -> int:
     return 0
 
 
+def _judge(args) -> int:
+    from imps.model.dataset import load_dataset
+    from .judge import judge
+    summary = judge(args.model, load_dataset(args.dataset), args.out, seeds=args.seeds, seconds=args.seconds,
+                    windows=args.windows, call=args.call, answer=args.answer,
+                    likelihood_rows=args.likelihood_rows, val_fraction=args.val_fraction,
+                    split_seed=args.split_seed, runtime=args.runtime, progress=not args.quiet)
+    print((Path(args.out) / "judge.md").read_text(), end="")
+    print(f"wrote {args.out}/judge.json, judge.md, traces.png" + (", xy.png" if summary["dimension"] == 4 else ""))
+    return 0
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -182,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "docs/results.md; s for less)")
     t.add_argument("--layers", type=int, default=2)
     t.add_argument("--mixtures", type=int, default=5)
+    t.add_argument("--head", default="classic", choices=["classic", "moves"],
+                   help="output head: classic (one Gaussian mixture over the row, IMPS and IMPSY's) or moves "
+                        "(dt on its own, each control moves or stays; docs/model.md) (default classic)")
     t.add_argument("--seq-len", type=int, default=50)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--epochs", type=int, default=100, help="at most this many (default 100)")
@@ -236,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"])
     b.add_argument("--force", action="store_true", help="remake models that already exist")
+    b.add_argument("--head", default="classic", choices=["classic", "moves"],
+                   help="output head of the models (default classic; moves to time that head beside it)")
+    b.add_argument("--units", type=int, nargs="+", help="only these units (at D=9) instead of the whole sweep")
+    b.add_argument("--dimensions", type=int, nargs="+", help="only these dimensions (at 64 units)")
     b.set_defaults(func=_bench_models)
 
     p = sub.add_parser("plot-bench", help="draw the paper's two figures from `imps bench` results",
@@ -345,6 +369,30 @@ def _add_experiment_commands(sub) -> None:
                    help="device runtime (ai-edge-litert: the only one that shares a process with TensorFlow)")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=_temperatures)
+
+    j = sub.add_parser("judge", help="play a model against held-out real playing and print the feature table",
+                       description="Free-running (seeds x seconds from reset) and call-and-response (windows of "
+                                   "the held-out player's call, then the model's answer), at the sidecar's "
+                                   "temperatures with the device runtime. Prints the feature table (one control "
+                                   "at a time, stillness across rests, edges, timing, W1) beside the held-out "
+                                   "player and another held-out performance, the held-out likelihood at the "
+                                   "instrument's resolution, and draws traces.png (and xy.png for 4-D). "
+                                   "docs/results.md defines every row.")
+    j.add_argument("model", help="exported .tflite (sidecar beside it)")
+    j.add_argument("dataset", help="the dataset .npz the model was trained on; its held-out split is used")
+    j.add_argument("-o", "--out", required=True, help="directory to write")
+    j.add_argument("--seeds", type=int, default=5, help="free-running seeds (default 5)")
+    j.add_argument("--seconds", type=float, default=180.0, help="free-running seconds per seed (default 180)")
+    j.add_argument("--windows", type=int, default=30, help="call-and-response windows (default 30)")
+    j.add_argument("--call", type=float, default=8.0, help="seconds of the player's call (default 8)")
+    j.add_argument("--answer", type=float, default=8.0, help="seconds of the model's answer (default 8)")
+    j.add_argument("--likelihood-rows", type=int, default=5000,
+                   help="rows of the player scored for the held-out likelihood (default 5000)")
+    j.add_argument("--val-fraction", type=float, default=0.1, help="the training split's (default 0.1)")
+    j.add_argument("--split-seed", type=int, default=0, help="the training split's seed (default 0)")
+    j.add_argument("--runtime", default="auto", choices=["auto", "tflite-runtime", "ai-edge-litert"])
+    j.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    j.set_defaults(func=_judge)
 
 
 def main(argv=None) -> int:

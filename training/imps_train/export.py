@@ -90,10 +90,11 @@ def export(run_dir, out_path, runtime: str = "auto", pi_temperature: float = 1.0
     run = load_run(run_dir)
     cfg = run["config"]
     d, units, layers, k, scale = run["dimension"], cfg["units"], cfg["layers"], cfg["mixtures"], cfg["input_scale"]
-    trained = mdrnn.build_training_model(d, units, layers, k, cfg["seq_len"], learning_rate=None)
+    head = cfg.get("head", "classic")            # runs made before there were heads are classic
+    trained = mdrnn.build_training_model(d, units, layers, k, cfg["seq_len"], learning_rate=None, head=head)
     trained.load_weights(str(run_dir / run["weights"]))
-    step = mdrnn.build_inference_model(d, units, layers, k)
-    mdrnn.copy_weights(trained, step, layers)
+    step = mdrnn.build_inference_model(d, units, layers, k, head=head)
+    mdrnn.copy_weights(trained, step, layers, head)
 
     blob = convert(step)
     if reference_rows is None:
@@ -103,7 +104,7 @@ def export(run_dir, out_path, runtime: str = "auto", pi_temperature: float = 1.0
         raise ModelError(f"run {run_dir}: the trained model outputs NaN or inf; retrain (lower learning rate?)")
     sidecar = Sidecar(sha256=model_sha256(blob), dimension=d, units=units, layers=layers, mixtures=k, input_scale=scale,
                       pi_temperature=pi_temperature, sigma_temperature=sigma_temperature,
-                      validation_loss=run.get("best_val_loss"),
+                      validation_loss=run.get("best_val_loss"), head=head,
                       training={"dataset": run["dataset"], "size": cfg["size"], "epochs_run": run["epochs_run"],
                                 "best_epoch": run["best_epoch"], "train_rows": run["train_rows"],
                                 "val_rows": run["val_rows"], "seq_len": cfg["seq_len"]})

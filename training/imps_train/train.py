@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     split_seed: int | None = None          # which performances are held out; None: the same as seed
     max_minutes: float | None = None       # wall-time budget: stop after the epoch that passes it; None: none
+    head: str = "classic"                  # the output head (device/imps/model/heads.py)
 
     @property
     def units(self) -> int:
@@ -223,7 +224,8 @@ def _saved_run(out: Path, config: TrainConfig, dataset: Dataset) -> dict | None:
         raise ResumeError(f"cannot resume {out}: {RESUME_FILE} is unreadable ({exc})") from None
     asked = asdict(config) | {"units": config.units, "dimension": dataset.dimension,
                               "dataset": dataset_fingerprint(dataset)}
-    have = saved["config"] | {"dimension": saved["dimension"], "dataset": saved["dataset_fingerprint"]}
+    have = {"head": "classic"} | saved["config"] | {"dimension": saved["dimension"],   # runs before heads: classic
+                                                    "dataset": saved["dataset_fingerprint"]}
     differ = [f"{k} {have.get(k)!r} (asked {asked[k]!r})" for k in asked
               if k not in RESUMABLE_CHANGES and k != "size" and have.get(k) != asked[k]]
     if differ:
@@ -256,13 +258,14 @@ def train(dataset: Dataset, out_dir, config: TrainConfig | None = None, progress
     keras.utils.set_random_seed(config.seed)
     train_set, val_set = split(dataset, config.val_fraction,
                                config.seed if config.split_seed is None else config.split_seed)
-    train_w = Windows(train_set, config.seq_len, config.input_scale, "training")
-    val_w = Windows(val_set, config.seq_len, config.input_scale, "validation")
+    previous = config.head == "moves"
+    train_w = Windows(train_set, config.seq_len, config.input_scale, "training", previous)
+    val_w = Windows(val_set, config.seq_len, config.input_scale, "validation", previous)
     train_b = _Batches(train_w, config.batch_size, config.windows_per_epoch, True, config.seed)
     val_b = _Batches(val_w, config.batch_size, config.val_windows, False, config.seed)
 
     model = mdrnn.build_training_model(dataset.dimension, config.units, config.layers, config.mixtures,
-                                       config.seq_len, config.learning_rate)
+                                       config.seq_len, config.learning_rate, config.head, config.input_scale)
     weights = out / "best.weights.h5"
     state = {"config": asdict(config) | {"units": config.units}, "dimension": dataset.dimension,
              "dataset_fingerprint": dataset_fingerprint(dataset), "epochs_done": 0, "weights": None,

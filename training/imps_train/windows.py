@@ -61,17 +61,21 @@ def window_view(dataset: Dataset, length: int) -> np.ndarray:
 class Windows:
     """Batches of (input, target) windows: target is the input shifted by one row."""
 
-    def __init__(self, dataset: Dataset, seq_len: int, scale: float, name: str = "training"):
+    def __init__(self, dataset: Dataset, seq_len: int, scale: float, name: str = "training",
+                 previous: bool = False):
         self.starts = window_starts(dataset, seq_len + 1)
         if len(self.starts) == 0:
             raise DatasetError(f"the {name} data has no performance of at least {seq_len + 1} rows: "
                                f"too small to train on (use a shorter --seq-len or record more)")
         self.view = window_view(dataset, seq_len + 1)
         self.scale = np.float32(scale)
+        self.previous = previous    # the target also carries the row before it (the moves head's loss needs it)
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def batch(self, starts: np.ndarray):
         w = self.view[starts] * self.scale   # one copy per batch
+        if self.previous:
+            return w[:, :-1], np.concatenate([w[:, :-1], w[:, 1:]], axis=-1)
         return w[:, :-1], w[:, 1:]

@@ -19,7 +19,7 @@ def check_model(path, reference=None, tolerance: float = 1e-4, runtime: str = "a
     line = (f"{path}: OK with {model.runtime}: D={s.dimension} units={s.units} layers={s.layers} "
             f"mixtures={s.mixtures} scale={s.input_scale:g} pi_temperature={model.pi_temperature:g} "
             f"sigma_temperature={model.sigma_temperature:g} (from {model.settings_source}; "
-            f"state paired by {model.state_pairing})")
+            f"state paired by {model.state_pairing}); {model.head} head")
     if reference is None:
         row = np.zeros(s.dimension, np.float32)
         row[0] = 0.05

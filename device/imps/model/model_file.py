@@ -100,6 +100,7 @@ class Sidecar(Table):
     sha256: Optional[str] = None         # of the .tflite: says the file is the one exported, not that it is safe
     converted_from: Optional[Dict[str, Any]] = None   # another tool's model this one was converted from (tool, file, sha256)
     format: str = SIDECAR_FORMAT
+    head: str = "classic"                # what params means: heads.py (checked where it is read, in the runtime)
 
     def __post_init__(self):
         for key in self.__struct_fields__:

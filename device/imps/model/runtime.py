@@ -29,9 +29,10 @@ import numpy as np
 
 from ..errors import ModelError, RuntimeMissingError
 from .model_file import (MAX_MODEL_BYTES, NO_SIDECAR, PARAMS_NAME, X_NAME, Sidecar, check_flatbuffer_header,
-                         model_sha256, read_sidecar, shape_from_params_size, state_names)
+                         model_sha256, read_sidecar, state_names)
+from .heads import DEFAULT_HEAD, check_head, mixtures_from_size
 from ..readfile import read_regular
-from .sampling import Sampler
+from .sampling import MovesSampler, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +358,8 @@ class MDRNN:
             raise
         except Exception as exc:  # anything the runtime raises while we set up is a model problem
             raise _load_error(self.path, exc, self.runtime) from exc
+        #: The output head (heads.py): the sidecar names it; a model without one (IMPSY's) is classic.
+        self.head = check_head(self.sidecar.head, str(self.path)) if self.sidecar else DEFAULT_HEAD
         self.shape = self._read_shape(dimension)
         self.state_pairing = self._map.how
         sc = self.sidecar
@@ -365,7 +368,7 @@ class MDRNN:
         if sc is None:
             log.info("model %s has no sidecar: sizes from its tensors (state paired by %s), %s",
                      self.path.name, self.state_pairing, NO_SIDECAR.describe())
-        self.sampler = Sampler(self.shape.dimension, self.shape.mixtures, self.shape.input_scale,
+        self.sampler = (MovesSampler if self.head == "moves" else Sampler)(self.shape.dimension, self.shape.mixtures, self.shape.input_scale,
                                pi_temperature if pi_temperature is not None else
                                (sc.pi_temperature if sc else NO_SIDECAR.pi_temperature),
                                sigma_temperature if sigma_temperature is not None else
@@ -412,7 +415,7 @@ class MDRNN:
         d = int(self._x.shape[0])
         units = int(self._states_in[0].shape[1])
         layers = len(self._states_in) // 2
-        mixtures = shape_from_params_size(int(self._params.shape[0]), d)
+        mixtures = mixtures_from_size(self.head, int(self._params.shape[0]), d)
         sc = self.sidecar
         if sc is not None:
             found = (d, units, layers, mixtures)
@@ -482,12 +485,13 @@ class MDRNN:
         return self._params
 
     def sample(self) -> list[float]:
-        """Draw the next row from the last prediction."""
-        return self.sampler.sample(self._params_c)
+        """Draw the next row from the last prediction (the moves head reads the last row fed, which
+        is still in the input buffer, for the controls that stay)."""
+        return self.sampler.sample(self._params_c, self._x_c)
 
     def predict(self, row) -> list[float]:
         self.step(row)
-        return self.sampler.sample(self._params_c)
+        return self.sampler.sample(self._params_c, self._x_c)
 
     def state(self) -> list[np.ndarray]:
         """A copy of the LSTM state (for tests and inspection)."""

@@ -1,4 +1,4 @@
-"""Sample a gesture row from the mixture the model predicts.
+"""Sample a gesture row from the mixture the model predicts (both heads, heads.py).
 
 The mixture component is chosen from softmax(logits / pi_temperature); the
 row is then drawn from that component's diagonal Gaussian with variance
@@ -6,6 +6,12 @@ sigma^2 * sigma_temperature (the published MDRNN convention). dt is kept in
 [MIN_DT, MAX_DT] (1 ms to 60 s; NaN and inf included) and controls are clipped
 to [0, 1] (the row convention in rows.py), whatever the model or the
 temperatures produce.
+
+The moves head (``MovesSampler``) draws dt from its own mixture over log
+seconds, then each control: it moves with probability sigmoid(move logit /
+pi_temperature), else stays exactly at the last row's value; a move's change
+(in log-odds) comes from the control's mixture, its component chosen with
+pi_temperature and its spread scaled by sqrt(sigma_temperature), as above.
 
 Why plain Python: for K*D up to a few hundred, list arithmetic beats numpy's
 per-call overhead several times over. Random numbers come from a seeded numpy
@@ -17,6 +23,7 @@ import math
 
 import numpy as np
 
+from .heads import EDGE
 from .rows import MAX_DT, MIN_DT, clip01
 
 BLOCK = 4096
@@ -81,8 +88,9 @@ class Sampler:
         # Rounding left u >= 0, or the logits were not finite: take the most likely component.
         return max(range(len(weights)), key=weights.__getitem__)
 
-    def sample(self, params) -> list[float]:
+    def sample(self, params, current=None) -> list[float]:
         """One row [dt, x1..xn] from flat params [mus | sigmas | logits] (scaled units).
+        ``current`` (the last row fed, scaled) is the moves head's; this head ignores it.
 
         ``params`` is anything whose slices are lists (a list, or a ctypes float
         array over the interpreter's output, as MDRNN passes); numpy arrays are converted.
@@ -103,4 +111,55 @@ class Sampler:
             row[0] = MIN_DT
         elif dt > MAX_DT:  # also catches inf
             row[0] = MAX_DT
+        return row
+
+
+LOG_MIN_DT, LOG_MAX_DT = math.log(MIN_DT), math.log(MAX_DT)
+LOGIT_FAR_LOW, LOGIT_FAR_HIGH = 2 * math.log(EDGE / (1 - EDGE)), 2 * math.log((1 - EDGE) / EDGE)
+
+
+class MovesSampler(Sampler):
+    """The moves head's sampler: same seed, temperatures and blocks of random numbers."""
+
+    def _uniform01(self) -> float:
+        if self._u >= len(self._uniform):
+            self._uniform, self._u = self._rng.random(BLOCK).tolist(), 0
+        self._u += 1
+        return self._uniform[self._u - 1]
+
+    def sample(self, params, current=None) -> list[float]:
+        """One row from the moves head's params; ``current`` is the last row fed in scaled units
+        (the model's input buffer): the controls that stay keep its values."""
+        if hasattr(params, "tolist"):
+            params = params.reshape(-1).tolist()
+        d, k = self.dimension, self.mixtures
+        spread = math.sqrt(max(self._sigma_temperature, 0.0))
+        inv_t, scale, exp, log = self._inv_t, self.input_scale, math.exp, math.log
+        z, n = self._normals(d)
+        j = self.choose(params[2 * k:3 * k])
+        log_dt = params[j] + params[k + j] * spread * z[n]
+        if not log_dt > LOG_MIN_DT:         # also catches NaN
+            row = [MIN_DT]
+        elif log_dt >= LOG_MAX_DT:
+            row = [MAX_DT]
+        else:
+            row = [exp(log_dt)]
+        block = 1 + 3 * k
+        for i in range(d - 1):
+            here = clip01(current[i + 1] / scale) if current is not None else 0.0
+            b = 3 * k + i * block
+            m = params[b] * inv_t
+            p_move = 1.0 / (1.0 + exp(-m)) if m > -700 else 0.0
+            if self._uniform01() >= p_move:
+                row.append(here)            # stays exactly where it is
+                continue
+            j = self.choose(params[b + 1 + 2 * k:b + block])
+            held = EDGE if here < EDGE else (1 - EDGE if here > 1 - EDGE else here)
+            x = log(held / (1 - held)) + params[b + 1 + j] + params[b + 1 + k + j] * spread * z[n + 1 + i]
+            if not x == x:                  # NaN: the model is broken; stay
+                row.append(here)
+                continue
+            # Beyond twice the edge's log-odds (1.5e-5 from 0 or 1) a float would round to the edge itself.
+            x = LOGIT_FAR_LOW if x < LOGIT_FAR_LOW else (LOGIT_FAR_HIGH if x > LOGIT_FAR_HIGH else x)
+            row.append(1.0 / (1.0 + exp(-x)))
         return row
