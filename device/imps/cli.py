@@ -40,6 +40,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    parser.add_argument("--web", action="store_true",
+                        help="the box's page beside it, on 127.0.0.1:8080 (a URL with a one-time token is printed)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -70,7 +72,7 @@ def run_command(args) -> int:
     simulate = getattr(args, "simulate", False)
     midi_file = getattr(args, "midi_file", None)
     simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
-    box = board = keys = keys_panel = player = None
+    box = board = keys = keys_panel = player = page = None
     live = False
     try:
         extra = {}
@@ -81,6 +83,9 @@ def run_command(args) -> int:
         if midi_file:                # the MIDI file plays the performer, not the sensor board
             from .sim import midi as midi_simulation
             extra.update(midi_simulation.overrides(midi_file, config_from_args(args).engine.dimension))
+        if getattr(args, "web", False):         # the page reads the box's status from a file
+            from .web.command import status_file_for_page
+            extra.setdefault("status", {}).setdefault("file", status_file_for_page())
         config = config_from_args(args, extra)
         if simulate and not midi_file:
             board = start_simulated_board(config, link)
@@ -99,6 +104,9 @@ def run_command(args) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
         box.start()
+        if getattr(args, "web", False):
+            from .web.command import start_beside
+            page = start_beside(box, args.config, config.status.file)
         live = config.status.terminal and sys.stdout.isatty()
         if simulate:
             from .sim.keys import KEYS_HELP
@@ -112,6 +120,9 @@ def run_command(args) -> int:
                 box.note = (KEYS_HELP, time.monotonic())
         return status_loop(box, stop, reload_requested, live, args.duration)
     finally:
+        if page is not None:
+            page.terminate()
+            page.wait(5)
         if keys is not None:
             keys.stop()              # the terminal back as it was
         if keys_panel is not None:
@@ -213,6 +224,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from .bench.soak import add_soak_arguments, soak_command
         add_soak_arguments(soak)
         soak.set_defaults(func=soak_command)
+
+    web = sub.add_parser("web", help="the box's own web page (its own process), or set its password",
+                         description="The box's page: Play, Models, Logs and Config from a phone, talking to "
+                                     "the box only through its control port, status file and folders.")
+    if wanted("web"):
+        from .web.command import add_web_arguments, web_command
+        add_web_arguments(web)
+        web.set_defaults(func=web_command)
 
     return parser
 

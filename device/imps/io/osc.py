@@ -66,6 +66,21 @@ def encode_floats(address: str, values) -> bytes:
     return _padded(address.encode()) + _padded(b"," + b"f" * n) + struct.pack(f">{n}f", *values)
 
 
+def encode_message(address: str, args=()) -> bytes:
+    """An OSC message with string (s), integer (i) and float (f) arguments (the control port's kinds)."""
+    tags, data = ",", b""
+    for a in args:
+        if isinstance(a, str):
+            tags, data = tags + "s", data + _padded(a.encode())
+        elif isinstance(a, int) and not isinstance(a, bool):
+            tags, data = tags + "i", data + struct.pack(">i", a)
+        elif isinstance(a, float):
+            tags, data = tags + "f", data + struct.pack(">f", a)
+        else:
+            raise TypeError(f"OSC argument {a!r:.40}: expected a string, an integer or a float")
+    return _padded(address.encode()) + _padded(tags.encode()) + data
+
+
 # ---------------------------------------------------------------- strict decoding
 _FIXED = {"i": struct.Struct(">i"), "f": struct.Struct(">f"), "d": struct.Struct(">d"), "h": struct.Struct(">q")}
 _CONSTANT = {"T": True, "F": False, "N": None}
@@ -350,4 +365,4 @@ class OscReceiver:
                         traceback=True)
 
 
-__all__ = ["OscReceiver", "SoundOut", "decode", "encode_floats", "udp_drops"]
+__all__ = ["OscReceiver", "SoundOut", "decode", "encode_floats", "encode_message", "udp_drops"]
