@@ -80,6 +80,7 @@ def status_record(box, line: str) -> dict:
     if model is not None:
         settings.update(pi_temperature=model.pi_temperature, sigma_temperature=model.sigma_temperature)
     return {"pid": os.getpid(), "time": time.time(), "line": line, "engine": e.status(), "settings": settings,
+            "control_port": next((r.port for r in box.receivers if r.name == "control"), None),
             "uptime": time.monotonic() - box.started_at, "dimension": box.config.engine.dimension,
             "model": str(model.path) if model is not None else None, "config": box.config.source,
             "log": str(box.logwriter.path) if box.logwriter is not None else None,

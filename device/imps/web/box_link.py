@@ -65,16 +65,19 @@ def control_message(name: str, value) -> tuple[str, list]:
 class BoxLink:
     """The box as the page sees it."""
 
-    def __init__(self, control_port: int, status_file: str | None, control_host: str = "127.0.0.1",
+    def __init__(self, control_port: int | None, status_file: str | None, control_host: str = "127.0.0.1",
                  clock=time.time):
-        self.control = (control_host, control_port)
+        self.control_host, self.control_port = control_host, control_port   # None: the one the status names
         self.status_file = Path(status_file) if status_file else None
         self.clock = clock
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     def send(self, name: str, value) -> str:
         address, args = control_message(name, value)
-        self.sock.sendto(encode_message(address, args), self.control)
+        port = self.control_port or self.status().get("control_port")
+        if not port:
+            raise ConfigError("the box's control port is not known: is the box running?")
+        self.sock.sendto(encode_message(address, args), (self.control_host, port))
         return f"{address} {' '.join(map(str, args))}".strip()
 
     def status(self) -> dict:

@@ -65,9 +65,10 @@ def web_command(args) -> int:
         raise ConfigError(f"--bind {args.bind} is not loopback: the page needs --password-file and "
                           f"--cert/--key there (make provision makes both)")
     password_hash = read_password_file(Path(args.password_file)) if args.password_file else None
-    control_port = args.control_port or facts.get("control_port")
-    if not control_port:
-        raise ConfigError("the page needs the box's control port: --control-port or --box-config")
+    control_port = args.control_port or facts.get("control_port")     # 0 or None: the one the status file names
+    if not control_port and not (args.status_file or facts.get("status_file")):
+        raise ConfigError("the page needs the box's control port or status file: --control-port, "
+                          "--status-file or --box-config")
     host = facts.get("control_host") or "127.0.0.1"
     link = BoxLink(control_port, args.status_file or facts.get("status_file"),
                    "127.0.0.1" if host in ("0.0.0.0", "") else host)
