@@ -185,8 +185,8 @@ def static_file(name: str) -> Response:
         data = resources.files("imps.web").joinpath("static", files.check_name(name)).read_bytes()
     except (OSError, ConfigError):
         raise HttpError(404, "no such file") from None
-    return Response(200, data, STATIC_TYPES.get(suffix, "application/octet-stream"),
-                    {"Cache-Control": "private, max-age=300"})
+    cache = {} if suffix == ".html" else {"Cache-Control": "private, max-age=300"}   # a page is never cached:
+    return Response(200, data, STATIC_TYPES.get(suffix, "application/octet-stream"), cache)  # logout must show
 
 
 def download(path: Path, content_type: str = "application/octet-stream") -> Response:

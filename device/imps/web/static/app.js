@@ -145,7 +145,8 @@ function draw() {
     }
   }
   ctx.globalAlpha = 1;
-  canvas.dataset.points = String(points.length);
+  canvas.dataset.points = String(points.length);       // for the tests: what the picture holds
+  if (points.length) canvas.dataset.newest = String(points[points.length - 1][0]);
   requestAnimationFrame(draw);
 }
 
