@@ -64,7 +64,9 @@ def page(web, browser):
     context.close()
 
 
-def shot(tab, name: str) -> None:
+def shot(tab, name: str, top: str | None = None) -> None:
+    if top:
+        tab.locator(top).scroll_into_view_if_needed()
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(Path(SCREENSHOTS) / f"web-{name}.png"))
@@ -92,6 +94,7 @@ def test_every_play_control_reaches_the_box(web, page):
     page.dispatch_event("#number-time_scale", "change")
     page.wait_for_selector("#play-message:has-text('out of range, expected 0.01 to 100')")
     assert status()["settings"]["time_scale"] == 2.0
+    assert page.input_value("#number-time_scale") == "2"      # the page shows what the box plays
     page.click("#modes button[data-mode=call_response]")
     web.wait(lambda: status()["engine"]["mode"] == "call_response", "call_response")
     page.wait_for_selector("#figures dd")
@@ -134,7 +137,7 @@ def test_a_good_model_is_uploaded_and_switched_and_a_bad_one_refused_while_it_pl
 
     page.click("#model-list .item[data-model='xtouch-9d.tflite'] button.switch")   # bundled, but 9-D: not this box's
     page.wait_for_selector("#models-message:has-text('refused, the box plays on')")
-    shot(page, "models")
+    shot(page, "models", top="#upload")
     assert web.status()["model"].endswith("/mine.tflite")
     web.playing()
 

@@ -180,6 +180,8 @@ class PageServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, address, app, tls: ssl.SSLContext | None = None):
         handler = type("PageHandler", (Handler,), {"app": app})
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6      # "::" also takes IPv4 (Linux's bindv6only=0)
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.tls = tls
         super().__init__(address, handler)

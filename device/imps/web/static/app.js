@@ -49,7 +49,14 @@ async function control(name, value) {
   try {
     const data = await api("/api/control", {name, value});
     say("play-message", `sent ${data.sent}`, true);
-  } catch (error) { say("play-message", error.message, false); }
+  } catch (error) {
+    say("play-message", error.message, false);
+    const now = lastStatus && lastStatus.settings && lastStatus.settings[name];
+    if (now !== undefined && ranges[name]) {          // back to what the box plays
+      $(`number-${name}`).value = now;
+      $(`slider-${name}`).value = toSlider(ranges[name], now);
+    }
+  }
 }
 for (const button of document.querySelectorAll("#modes button")) {
   button.addEventListener("click", () => control("mode", button.dataset.mode));
