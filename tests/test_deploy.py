@@ -286,12 +286,11 @@ def test_first_deploy(box, tmp_path):
     unit = (box.units / "imps.service").read_text()
     assert f"ExecStart={box.prefix}/current/bin/imps run --config /etc/imps/box.toml" in unit
     assert f"ReadWritePaths={box.state}/logs {box.state}/models" in unit
-    for name in ("imps.service", "imps-sound.service"):
+    for name in ("imps.service", "imps-sound.service", "imps-web.service"):
         assert not re.findall(r"@[A-Z]+@", (box.units / name).read_text()), f"{name}: placeholder left"
     calls = box.systemctl_calls()
-    assert calls[:4] == ["daemon-reload", "enable --quiet imps-sound.service imps.service",
-                         "reset-failed imps-sound.service imps.service",
-                         "restart imps-sound.service imps.service"]
+    units = "imps-sound.service imps.service imps-web.service"
+    assert calls[:4] == ["daemon-reload", f"enable --quiet {units}", f"reset-failed {units}", f"restart {units}"]
     assert "is-active imps.service" in calls
     # Not root on the box: privileged steps went through sudo -n.
     assert "-n systemctl daemon-reload" in box.sudo_calls.read_text().splitlines()
