@@ -40,8 +40,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
-    parser.add_argument("--web", action="store_true",
-                        help="the box's page beside it, on 127.0.0.1:8080 (a URL with a one-time token is printed)")
+    parser.add_argument("--web", nargs="?", type=int, const=8080, metavar="PORT",
+                        help="the box's page beside it, on 127.0.0.1:PORT (default 8080; 0: any free port); "
+                             "a URL with a one-time token is printed")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -83,7 +84,8 @@ def run_command(args) -> int:
         if midi_file:                # the MIDI file plays the performer, not the sensor board
             from .sim import midi as midi_simulation
             extra.update(midi_simulation.overrides(midi_file, config_from_args(args).engine.dimension))
-        if getattr(args, "web", False):         # the page reads the box's status from a file
+        web = getattr(args, "web", None)
+        if web is not None:                     # the page reads the box's status from a file
             from .web.command import status_file_for_page
             extra.setdefault("status", {}).setdefault("file", status_file_for_page())
         config = config_from_args(args, extra)
@@ -104,9 +106,9 @@ def run_command(args) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
         box.start()
-        if getattr(args, "web", False):
+        if web is not None:
             from .web.command import start_beside
-            page = start_beside(box, args.config, config.status.file)
+            page = start_beside(box, args.config, config.status.file, port=web)
         live = config.status.terminal and sys.stdout.isatty()
         if simulate:
             from .sim.keys import KEYS_HELP
@@ -121,8 +123,8 @@ def run_command(args) -> int:
         return status_loop(box, stop, reload_requested, live, args.duration)
     finally:
         if page is not None:
-            page.terminate()
-            page.wait(5)
+            from .web.command import stop_beside
+            stop_beside(page, config.status.file)
         if keys is not None:
             keys.stop()              # the terminal back as it was
         if keys_panel is not None:

@@ -43,10 +43,19 @@ def check_password_text(password: str) -> None:
         raise ConfigError(f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters, got {len(password)}")
 
 
+#: One scrypt at a time: each takes 16 MiB, and a burst of logins must not multiply that.
+_SCRYPT = threading.Lock()
+
+
 def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches the stored hash (constant time; False for a malformed hash)."""
     if len(password) > MAX_PASSWORD:
         return False
+    with _SCRYPT:
+        return _verify(password, stored)
+
+
+def _verify(password: str, stored: str) -> bool:
     try:
         kind, n, r, p, salt, digest = stored.strip().split("$")
         n, r, p = int(n), int(r), int(p)

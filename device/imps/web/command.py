@@ -16,6 +16,7 @@ import getpass
 import ipaddress
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,5 +164,21 @@ def start_beside(box, config_path: str | None, status_file: str, models_dir: str
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+STATUS_FOLDER_PREFIX = "imps-status-"
+
+
 def status_file_for_page() -> str:
-    return str(Path(tempfile.mkdtemp(prefix="imps-status-")) / "status.json")
+    return str(Path(tempfile.mkdtemp(prefix=STATUS_FOLDER_PREFIX)) / "status.json")
+
+
+def stop_beside(page: subprocess.Popen, status_file: str) -> None:
+    """The page stopped with the box, and the status folder made for it (never one the config named) removed."""
+    page.terminate()
+    try:
+        page.wait(5)
+    except subprocess.TimeoutExpired:
+        page.kill()
+        page.wait()
+    folder = Path(status_file).parent
+    if folder.name.startswith(STATUS_FOLDER_PREFIX) and folder.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(folder, ignore_errors=True)
