@@ -538,6 +538,17 @@ def test_provision_for_real_is_idempotent(tmp_path, provision_stubs):
         rule = root / "etc" / "polkit-1" / "rules.d" / "50-imps-poweroff.rules"
         assert rule.stat().st_mode & 0o777 == 0o644 and f'subject.user == "{user}"' in rule.read_text()
         assert "reboot the box once" in first.stdout
+        # The page: a generated password printed once, kept only as a hash that the page's own code accepts.
+        from imps.web.auth import read_password_file, verify_password
+        password = re.search(r"the page's password, shown this once \(kept only as a hash\): (\S+)",
+                             first.stdout).group(1)
+        hashed = read_password_file(state / "web" / "password")
+        assert password not in hashed and verify_password(password, hashed)
+        assert (state / "web" / "password").stat().st_mode & 0o777 == 0o600
+        assert (state / "web" / "key.pem").stat().st_mode & 0o777 == 0o600
+        assert "BEGIN CERTIFICATE" in (state / "web" / "cert.pem").read_text()
+        assert "web: certificate sha256 Fingerprint=" in first.stdout
+        assert config.status.file == "/run/imps/status.json"
 
         (root / "etc" / "imps" / "box.toml").write_text("# edited by hand\n")
         second = ok(subprocess.run(["bash", str(PROVISION), "--on-box"], capture_output=True, text=True,
