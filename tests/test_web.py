@@ -7,11 +7,13 @@ process (tests/web_box.py). The browser tests are in test_web_browser.py.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
 import socket
-import time
-from pathlib import Path
+import ssl
+import subprocess
 
 import pytest
 
@@ -19,7 +21,7 @@ from imps.errors import ConfigError
 from imps.web import auth, files, multipart
 from imps.web.box_link import control_message, parse_line
 from imps.web.routes import PUBLIC, ROUTES, set_model_path
-from web_box import DEFAULT_MODEL, PASSWORD, WebBox, copy_model
+from web_box import DEFAULT_MODEL, PASSWORD, WebBox
 
 
 # ---------------------------------------------------------------- the pure parts
@@ -333,8 +335,42 @@ def test_wrong_passwords_are_refused_then_rate_limited_and_sessions_live_on(web)
 
 
 def test_the_page_refuses_the_network_without_a_password_and_certificate(tmp_path):
-    import subprocess
     python = os.environ.get("IMPS_DEVICE_PYTHON") or "python3"
     done = subprocess.run([python, "-m", "imps", "web", "--bind", "0.0.0.0", "--port", "0", "--control-port", "1"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "needs --password-file and --cert/--key" in done.stderr
+
+
+def test_https_with_a_self_signed_certificate_and_secure_cookies(tmp_path):
+    """As provisioned: openssl's self-signed certificate, the page over TLS only, the cookie Secure."""
+    python = os.environ.get("IMPS_DEVICE_PYTHON") or "python3"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj", "/CN=test", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    auth.write_password_file(tmp_path / "password", PASSWORD)
+    page = subprocess.Popen([python, "-m", "imps", "web", "--port", "0", "--control-port", "1",
+                             "--password-file", str(tmp_path / "password"), "--cert", str(tmp_path / "cert.pem"),
+                             "--key", str(tmp_path / "key.pem"), "--models-dir", str(tmp_path / "models")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = page.stdout.readline()
+        m = re.search(r"https://127\.0\.0\.1:(\d+)/login\?token=", line)
+        assert m, (line, page.stderr.read() if page.poll() is not None else "")
+        port = int(m.group(1))
+        context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        context.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+        conn.request("POST", "/login", json.dumps({"password": PASSWORD}), {"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 200 and "Secure" in answer.getheader("Set-Cookie")
+        conn.close()
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+            plain.request("GET", "/login")
+            plain.getresponse().read()
+        plain.close()
+        assert page.poll() is None                       # a plain-HTTP client costs the page nothing
+    finally:
+        page.terminate()
+        page.wait(10)

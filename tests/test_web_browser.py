@@ -8,7 +8,6 @@ the phone-sized screenshots of each page are written there (docs/figures).
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
