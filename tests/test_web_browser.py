@@ -97,7 +97,8 @@ def test_every_play_control_reaches_the_box(web, page):
     page.click("#modes button[data-mode=call_response]")
     web.wait(lambda: status()["engine"]["mode"] == "call_response", "call_response")
     page.wait_for_selector("#figures dd")
-    assert "mode" in page.inner_text("#figures") and page.inner_text("#statusline").startswith("mode ")
+    figures = page.inner_text("#figures")
+    assert "mode" in figures and "disk left" in figures and page.inner_text("#statusline").startswith("mode ")
 
 
 def attribute(page, name: str) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -38,6 +39,31 @@ CONTROLS = {
 HISTORY_SECONDS = 30.0
 MAX_POINTS = 3000               # the live picture's memory, whatever the rate of events
 MAX_TAIL_BYTES = 256 * 1024     # read per poll at most: a burst is skipped, not swallowed whole
+
+
+#: On a Pi: the SoC's temperature and the firmware's throttling flags (absent elsewhere: not shown).
+THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
+THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
+
+
+def system_facts(folder: Path | None) -> dict:
+    """What the machine says: up time, disk left where the logs go, and on a Pi temperature and throttling."""
+    facts: dict = {}
+    try:
+        facts["system_uptime"] = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        facts["disk_free_mb"] = shutil.disk_usage(folder or "/").free / 1e6
+    except OSError:
+        pass
+    for key, path, scale in (("cpu_celsius", THERMAL, 1000.0), ("throttled", THROTTLED, None)):
+        try:
+            text = path.read_text().strip()
+            facts[key] = int(text, 0) / scale if scale else text
+        except (OSError, ValueError):
+            pass
+    return facts
 
 
 def control_ranges() -> dict:
@@ -90,6 +116,7 @@ class BoxLink:
             return {"running": False, "why": f"no status file at {self.status_file} (is the box running?)"}
         except (OSError, ValueError) as exc:
             return {"running": False, "why": f"status file unreadable: {exc}"}
+        record["system"] = system_facts(Path(record["log"]).parent if record.get("log") else None)
         age = self.clock() - float(record.get("time", 0))
         record["running"] = age < STALE_SECONDS
         if not record["running"]:

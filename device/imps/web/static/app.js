@@ -106,9 +106,14 @@ const FIGURES = [
   ["prediction", (s) => s.engine.predict_us == null ? "-" : `${Math.round(s.engine.predict_us)} us`],
   ["lost input", (s) => s.engine.lost_inputs], ["model", (s) => (s.model || "none").split("/").pop()],
   ["up", (s) => `${Math.round(s.uptime)} s`], ["last reload", (s) => s.last_reload ? s.last_reload[1] : "-"],
+  ["disk left", (s) => s.system.disk_free_mb == null ? "-" : `${(s.system.disk_free_mb / 1e3).toFixed(1)} GB`],
+  ["machine up", (s) => s.system.system_uptime == null ? "-" : `${(s.system.system_uptime / 3600).toFixed(1)} h`],
 ];
+const PI_FIGURES = [["CPU", (s) => `${s.system.cpu_celsius.toFixed(1)} °C`, "cpu_celsius"],
+                    ["throttled", (s) => /^(0x)?0$/.test(s.system.throttled) ? "no" : s.system.throttled, "throttled"]];
 function showStatus(s) {
   lastStatus = s;
+  s.system = s.system || {};
   const running = $("running");
   running.textContent = s.running ? "" : `box not running: ${s.why}`;
   running.className = s.running ? "" : "bad";
@@ -116,7 +121,8 @@ function showStatus(s) {
   $("statusline").textContent = s.line;
   const dl = $("figures");
   dl.textContent = "";
-  for (const [name, get] of FIGURES) {
+  const shown = FIGURES.concat(PI_FIGURES.filter(([, , key]) => s.system && s.system[key] != null));
+  for (const [name, get] of shown) {
     const div = document.createElement("div");
     const dt = document.createElement("dt"); dt.textContent = name;
     const dd = document.createElement("dd"); dd.textContent = String(get(s));
