@@ -165,6 +165,24 @@ def test_a_good_config_is_saved_the_previous_kept_and_applied_by_reload(web, pag
     assert (web.config.parent / "box.toml.previous").read_text() == before
 
 
+def test_a_preset_is_saved_and_recalled_in_one_tap(web, page):
+    page.click(".tab[data-tab=config]")
+    web.wait(lambda: "[osc]" in page.input_value("#config-text"), "the config in the editor")
+    saved = web.config.read_text()
+    page.fill("#preset-name", "gig")
+    page.click("#preset-form button[type=submit]")
+    page.wait_for_selector("#preset-list .item[data-preset=gig]")
+    page.fill("#config-text", saved.replace("[osc]", "[engine]\nmode = \"user\"\n\n[osc]", 1)
+              if "[engine]" not in saved else saved.replace("mode = \"duet\"", "mode = \"user\""))
+    page.click("#config-save")
+    web.wait(lambda: web.status()["engine"]["mode"] == "user", "user mode from the edited config")
+    page.click("#preset-list .item[data-preset=gig] button.recall")
+    page.wait_for_selector("#presets-message:has-text('gig: reloaded')")
+    assert web.config.read_text() == saved
+    web.wait(lambda: web.status()["engine"]["mode"] == "duet", "the preset's duet")
+    shot(page, "presets", top="#preset-form")
+
+
 def test_a_log_is_listed_downloaded_and_parsed(web, page, tmp_path):
     page.click(".tab[data-tab=logs]")
     page.wait_for_selector("#log-list .item")

@@ -452,6 +452,65 @@ def config_put(app: App, request: Request) -> Response:
     return Response.json(app.save_config(text))
 
 
+# ---------------------------------------------------------------- presets
+PRESET_SUFFIX = ".preset.toml"
+
+
+def _presets_folder(app: App) -> Path:
+    return app.settings.models / "presets"
+
+
+def presets(app: App, request: Request) -> Response:
+    folder = _presets_folder(app)
+    names = sorted(p.name[:-len(PRESET_SUFFIX)] for p in folder.glob("*" + PRESET_SUFFIX)
+                   if p.is_file() and not p.is_symlink()) if folder.is_dir() else []
+    return Response.json({"presets": names})
+
+
+def _preset_name(data: dict) -> str:
+    name = str(data.get("name", ""))
+    try:
+        files.check_name(name)
+    except files.OutsideFolder as exc:
+        raise HttpError(400, f"a preset's name: {exc}") from None
+    return name
+
+
+def preset_save(app: App, request: Request) -> Response:
+    """A named snapshot of the box's config as it is: the model it names and the MIDI mapping with it."""
+    name = _preset_name(request.json())
+    text = app.config_text()
+    folder = _presets_folder(app)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (name + PRESET_SUFFIX)
+    if target.is_symlink():
+        raise HttpError(409, f"preset {name} is a symlink: not touched")
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+    return Response.json({"saved": name})
+
+
+def preset_recall(app: App, request: Request) -> Response:
+    """The preset's config checked, saved (the previous kept) and applied, as a Config edit is."""
+    name = _preset_name(request.json())
+    try:
+        path = files.inside(_presets_folder(app), name + PRESET_SUFFIX)
+    except files.OutsideFolder:
+        raise HttpError(404, f"no preset {name!r:.60}") from None
+    app.config_text()
+    return Response.json({"recalled": name, **app.save_config(path.read_text())})
+
+
+def preset_delete(app: App, request: Request) -> Response:
+    name = _preset_name(request.json())
+    try:
+        files.inside(_presets_folder(app), name + PRESET_SUFFIX).unlink()
+    except files.OutsideFolder:
+        raise HttpError(404, f"no preset {name!r:.60}") from None
+    return Response.json({"deleted": name})
+
+
 ROUTES = [
     ("GET", "/login", login_page, PUBLIC),
     ("GET", "/login.css", login_css, PUBLIC),
@@ -475,4 +534,8 @@ ROUTES = [
     ("POST", "/api/logs/delete", log_delete, SESSION),
     ("GET", "/api/config", config_get, SESSION),
     ("POST", "/api/config", config_put, SESSION),
+    ("GET", "/api/presets", presets, SESSION),
+    ("POST", "/api/presets/save", preset_save, SESSION),
+    ("POST", "/api/presets/recall", preset_recall, SESSION),
+    ("POST", "/api/presets/delete", preset_delete, SESSION),
 ]

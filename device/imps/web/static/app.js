@@ -300,7 +300,52 @@ async function loadLogs() {
 }
 
 // ------------------------------------------------------------------ Config
+async function loadPresets() {
+  try {
+    const data = await api("/api/presets");
+    const list = $("preset-list");
+    list.textContent = "";
+    for (const name of data.presets) {
+      const item = document.createElement("div");
+      item.className = "item";
+      item.dataset.preset = name;
+      const h = document.createElement("h3");
+      h.textContent = name;
+      const row = document.createElement("div");
+      row.className = "row";
+      const recall = document.createElement("button");
+      recall.textContent = "Recall"; recall.className = "recall";
+      recall.addEventListener("click", async () => {
+        say("presets-message", `recalling ${name}...`, true);
+        try {
+          const r = await api("/api/presets/recall", {name});
+          say("presets-message", `${name}: ${r.reload}`, !String(r.reload).startsWith("refused"));
+          loadConfig();
+        } catch (error) { say("presets-message", error.message, false); }
+      });
+      const del = document.createElement("button");
+      del.textContent = "Delete";
+      del.addEventListener("click", async () => {
+        if (!confirm(`Delete the preset ${name}?`)) return;
+        try { await api("/api/presets/delete", {name}); } catch (error) { say("presets-message", error.message, false); }
+        loadPresets();
+      });
+      row.append(recall, del);
+      item.append(h, row);
+      list.append(item);
+    }
+  } catch (error) { say("presets-message", error.message, false); }
+}
+$("preset-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = $("preset-name").value;
+  try { await api("/api/presets/save", {name}); say("presets-message", `saved ${name}`, true); }
+  catch (error) { say("presets-message", error.message, false); }
+  loadPresets();
+});
+
 async function loadConfig() {
+  loadPresets();
   try {
     const data = await api("/api/config");
     $("config-file").textContent = data.file;
