@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imps.io.log import read_log
+from imps.io.interaction_log import read_log
 from web_box import DEFAULT_MODEL, PASSWORD, WebBox, copy_model
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements/work.txt")

@@ -128,7 +128,7 @@ def run(model, runtime: str, events: int, rounds: int, streams: int, log=print) 
         writer = _status_writer(box, str(tmp / "status.json"), halt)
         page = None
         try:
-            control = next(r.port for r in box.receivers if r.name == "control")
+            control = box.receiver("control").port
             page, port, cookie = _start_page(tmp, str(tmp / "status.json"), str(tmp / "logs"), control)
             waits = _CompanionWaits(box)
             if not source.wait_connected(5.0):

@@ -86,6 +86,7 @@ class Sidecar:
     validation_loss: float | None = None
     training: dict = field(default_factory=dict)   # dataset, rows, epochs, command...
     sha256: str | None = None            # of the .tflite: a truncated or damaged copy is caught before loading
+    converted_from: dict | None = None   # another tool's model this one was converted from (tool, file, sha256)
     format: str = SIDECAR_FORMAT
 
     def check(self, source: str = "sidecar") -> "Sidecar":

@@ -7,7 +7,7 @@
   (``[status] file``, written by ``box/status.py``); a file older than
   STALE_SECONDS means the box is not running.
 - Reload is SIGHUP to the pid in that status file (what ``systemctl reload imps`` sends).
-- The live picture is the tail of the box's interaction log (``io/log.py``:
+- The live picture is the tail of the box's interaction log (``io/interaction_log.py``:
   ``ISO timestamp,source,x1..xn``), read from where it was, never from the start.
 """
 from __future__ import annotations

@@ -151,7 +151,8 @@ def password_command(args) -> int:
 def start_beside(box, config_path: str | None, status_file: str, models_dir: str = "models",
                  port: int = DEFAULT_PORT) -> subprocess.Popen | None:
     """``imps run --web``: the page as a child process on 127.0.0.1, pointed at this box; its URL printed."""
-    control = next((r.port for r in box.receivers if r.name == "control"), None)
+    from ..box.status import control_port
+    control = control_port(box)
     if control is None:
         log.error("the page needs the box's OSC control port, and [osc] is off: no page")
         return None
