@@ -206,6 +206,79 @@ $(printf '%s\n' "${modules[@]}")"
   say "drivers: ${modules[*]} load at boot ($file)"
 }
 
+# Who may do what over SSH (issue #27). sshd: keys only, no root login (written only when the
+# admin has an authorized key, so provisioning never locks the admin out; 10- so it comes before
+# a 50-cloud-init.conf that allows passwords: sshd takes the first value it reads).
+# sudo: without a password, only the commands deploy.sh runs as root (SUDO_COMMANDS, kept equal
+# to deploy.sh's by tests/test_deploy.py); a blanket "ADMIN ALL=(ALL) NOPASSWD: ALL" rule (Raspberry
+# Pi OS's 010_pi-nopasswd) becomes "ADMIN ALL=(ALL:ALL) ALL", which asks for the password.
+# IMPS_ADMIN_SUDO=keep leaves the blanket rule (the VM test bed drives its box as root through sudo).
+SSHD_FILE=ssh/sshd_config.d/10-imps.conf
+SUDOERS_FILE=sudoers.d/60-imps-deploy
+UNIT_DIR=/etc/systemd/system
+DEPLOY_UNITS="imps-sound.service imps.service imps-web.service"
+SUDO_COMMANDS=(
+  "/usr/bin/install -m 0644 * $UNIT_DIR/imps-sound.service"
+  "/usr/bin/install -m 0644 * $UNIT_DIR/imps.service"
+  "/usr/bin/install -m 0644 * $UNIT_DIR/imps-web.service"
+  "/usr/bin/systemctl daemon-reload"
+  "/usr/bin/systemctl enable --quiet $DEPLOY_UNITS"
+  "/usr/bin/systemctl is-active imps.service"
+  "/usr/bin/systemctl show -p StatusText --value imps.service"
+  "/usr/bin/systemctl reset-failed $DEPLOY_UNITS"
+  "/usr/bin/systemctl restart $DEPLOY_UNITS"
+  "/usr/bin/systemctl status --no-pager $DEPLOY_UNITS"
+  "/usr/bin/journalctl -u imps.service -n 20 --no-pager"
+  "/usr/bin/journalctl -u imps.service -n 30 --no-pager"
+)
+access() {
+  local home keys content file
+  home=$(getent passwd "$ADMIN" | cut -d: -f6)
+  keys="$home/.ssh/authorized_keys"
+  if [ "$ADMIN" = root ]; then
+    say "ssh: provisioned as root, sshd left as it is (log in as the admin user to have it hardened)"
+  elif [ -s "$keys" ]; then
+    content="# Written by IMPS provision.sh: keys only, no root login.
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes"
+    if put_file ssh "$ETC/$SSHD_FILE" "$content"; then
+      if [ "$ETC" = /etc ] && command -v sshd >/dev/null; then
+        run sshd -t || die "ssh: sshd refuses its config with $ETC/$SSHD_FILE"
+        run systemctl reload ssh || run systemctl reload sshd || say "ssh: reload sshd yourself"
+      fi
+    fi
+    say "ssh: keys only, no root login ($ETC/$SSHD_FILE)"
+  else
+    say "ssh: $ADMIN has no $keys: passwords left on (add a key, then provision again)"
+  fi
+  [ "$ADMIN" != root ] || return 0
+  local cmds
+  cmds=$(printf ', \\\n    %s' "${SUDO_COMMANDS[@]}")
+  content="# Written by IMPS provision.sh: what deploy.sh runs as root, without a password; nothing else.
+Cmnd_Alias IMPS_DEPLOY = ${cmds#, \\
+    }
+$ADMIN ALL=(root) NOPASSWD: IMPS_DEPLOY"
+  if put_file sudo "$ETC/$SUDOERS_FILE" "$content"; then
+    [ "$DRY_RUN" = 1 ] || chmod 0440 "$ETC/$SUDOERS_FILE"
+    if [ "$DRY_RUN" = 0 ] && command -v visudo >/dev/null && ! visudo -cqf "$ETC/$SUDOERS_FILE"; then
+      rm -f "$ETC/$SUDOERS_FILE"; die "sudo: visudo refuses $ETC/$SUDOERS_FILE"
+    fi
+  fi
+  if [ "${IMPS_ADMIN_SUDO:-deploy}" = keep ]; then
+    say "sudo: $ADMIN's other sudo rules kept (IMPS_ADMIN_SUDO=keep)"
+    return 0
+  fi
+  for file in "$ETC"/sudoers.d/*; do
+    if [ ! -f "$file" ] || [ "$file" = "$ETC/$SUDOERS_FILE" ]; then continue; fi
+    if grep -qE "^${ADMIN}[[:space:]]+ALL[[:space:]]*=[[:space:]]*\(ALL(:ALL)?\)[[:space:]]+NOPASSWD:[[:space:]]*ALL" "$file"; then
+      run sed -i -E "s/^(${ADMIN}[[:space:]]+ALL[[:space:]]*=[[:space:]]*\(ALL(:ALL)?\))[[:space:]]+NOPASSWD:[[:space:]]*ALL/$ADMIN ALL=(ALL:ALL) ALL/" "$file"
+    fi
+  done
+  say "sudo: $ADMIN runs deploy's commands without a password ($ETC/$SUDOERS_FILE), anything else with it"
+}
+
 # A directory with this mode and owner, made or fixed only when it is not so already.
 ensure_dir() {
   local mode=$1 owner=$2 d
@@ -327,6 +400,7 @@ on_box() {
   drivers
   layout
   web
+  access
   say "provisioned; next: make deploy HOST=$ADMIN@$(hostname)"
   [ "$REBOOT" = 0 ] || say "reboot the box once for the serial settings to take effect"
 }
@@ -348,8 +422,12 @@ main() {
   opts+=(-o BatchMode=yes -o ConnectTimeout=5)
   err=$(ssh "${opts[@]}" "$host" true 2>&1 </dev/null) || die "cannot reach $host over ssh: ${err:-no answer}"
   local vars
-  vars=$(printf 'IMPS_PREFIX=%q IMPS_STATE=%q IMPS_USER=%q IMPS_AUDIO_CARD=%q IMPS_SERIAL_PORT=%q IMPS_ETC=%q IMPS_GROUPS=%q IMPS_MIDI_UART=%q' \
-    "$PREFIX" "$STATE" "$SERVICE_USER" "$AUDIO_CARD" "$SERIAL_PORT" "$ETC" "${GROUPS_NEEDED[*]}" "${IMPS_MIDI_UART:-0}")
+  vars=$(printf 'IMPS_PREFIX=%q IMPS_STATE=%q IMPS_USER=%q IMPS_AUDIO_CARD=%q IMPS_SERIAL_PORT=%q IMPS_ETC=%q IMPS_GROUPS=%q IMPS_MIDI_UART=%q IMPS_ADMIN_SUDO=%q' \
+    "$PREFIX" "$STATE" "$SERVICE_USER" "$AUDIO_CARD" "$SERIAL_PORT" "$ETC" "${GROUPS_NEEDED[*]}" "${IMPS_MIDI_UART:-0}" \
+    "${IMPS_ADMIN_SUDO:-deploy}")
+  # After a first run the login's sudo asks for a password for anything but deploy's commands.
+  ssh "${opts[@]}" "$host" "sudo -n true" </dev/null 2>/dev/null ||
+    die "sudo on $host needs a password now (provisioned before): run it there, sudo bash provision.sh"
   # shellcheck disable=SC2029  # built here on purpose
   ssh "${opts[@]}" "$host" "sudo -n env $vars bash -s -- --on-box ${flags[*]}" <"${BASH_SOURCE[0]}"
 }

@@ -696,3 +696,48 @@ def test_provision_loads_the_drivers_this_kernel_has(tmp_path):
     assert modules == ["usbserial", "snd"]
     assert "drivers: not in this kernel, left out: cdc_acm" in r.stdout
     assert "drivers: usbserial snd load at boot" in r.stdout
+
+
+def provision_sudo_commands(tmp_path) -> list[str]:
+    """The commands provisioning lets the admin run as root without a password (from its dry run)."""
+    r = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True,
+                          env=provision_env(tmp_path / "box", SUDO_USER="nobody", IMPS_USER="impsnobody")))
+    text = dry_run_file(r.stdout.replace("(mode 0644)", "(mode 0644)"), tmp_path / "box" / "etc" / "sudoers.d" /
+                        "60-imps-deploy")
+    alias = text.split("Cmnd_Alias IMPS_DEPLOY = ", 1)[1].split("\nnobody ALL=(root) NOPASSWD: IMPS_DEPLOY")[0]
+    assert "nobody ALL=(root) NOPASSWD: IMPS_DEPLOY" in text
+    return [c.strip() for c in alias.replace("\\\n", "").split(",")]
+
+
+def test_every_sudo_call_of_deploy_and_status_is_in_provisionings_sudo_list(box, tmp_path):
+    """Provisioning takes away the blanket passwordless sudo (issue #27): what deploy.sh and
+    `make status` run through sudo must each be in the list it leaves, as sudo would match it
+    (`*` any text; the command by its full path, as secure_path finds it)."""
+    import fnmatch
+    allowed = provision_sudo_commands(tmp_path)
+    ok(box.deploy())
+    ok(subprocess.run(["bash", str(box.source / "deploy" / "deploy.sh"), "status", box.sshd.host],
+                      capture_output=True, text=True, env=box.env()))
+    calls = [c.removeprefix("-n ") for c in box.sudo_calls.read_text().splitlines()]
+    assert calls and any(c.startswith("install ") for c in calls)
+    for call in calls:
+        command = f"/usr/bin/{call}".replace(str(box.units), "/etc/systemd/system")
+        assert any(fnmatch.fnmatchcase(command, pattern) for pattern in allowed), \
+            f"deploy runs `sudo {call}`, which provisioning's sudoers does not allow"
+
+
+def test_provisioning_hardens_sshd_and_sudo_where_it_can(tmp_path):
+    r = ok(subprocess.run(["bash", str(PROVISION), "--dry-run"], capture_output=True, text=True,
+                          env=provision_env(tmp_path / "box", SUDO_USER="nobody", IMPS_USER="impsnobody")))
+    # nobody has no key: passwords are left on rather than locking the admin out.
+    assert "passwords left on" in r.stdout
+    # The sshd fragment it writes for an admin with a key: keys only, no root, and sshd accepts it.
+    script = PROVISION.read_text()
+    fragment = script.split('content="# Written by IMPS provision.sh: keys only, no root login.\n', 1)[1].split('"', 1)[0]
+    assert set(fragment.splitlines()) == {"PermitRootLogin no", "PasswordAuthentication no",
+                                          "KbdInteractiveAuthentication no", "PubkeyAuthentication yes"}
+    sshd_conf = tmp_path / "sshd_config"
+    sshd_conf.write_text(fragment + "\n")
+    keys = tmp_path / "host_key"
+    ok(subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys)], capture_output=True))
+    ok(subprocess.run([SSHD, "-t", "-f", str(sshd_conf), "-h", str(keys)], capture_output=True, text=True))

@@ -31,7 +31,7 @@ from support import wait_for, wait_until
 LEDS = (5, 6, 13, 19)
 MODE, SHUTDOWN = 17, 27
 CFG = PanelConfig(mode_button=MODE, shutdown_button=SHUTDOWN, mode_leds=LEDS,
-                  debounce=0.03, long_press=0.5, shutdown_hold=0.8, shutdown_command=("echo", "bye"))
+                  debounce=0.03, long_press=0.5, shutdown_hold=0.8, shutdown_command=("/bin/echo", "bye"))
 PI4 = Platform("Raspberry Pi 4 Model B Rev 1.5", "bookworm")
 PI4_TRIXIE = Platform("Raspberry Pi 4 Model B Rev 1.5", "trixie")
 PI5 = Platform("Raspberry Pi 5 Model B Rev 1.0", "bookworm")
@@ -165,7 +165,7 @@ def test_shutdown_needs_a_long_hold_and_runs_once(rig):
     assert rig.commands == [] and held < CFG.shutdown_hold
     mock.press(rig.factory, SHUTDOWN)
     pressed = time.monotonic()
-    wait_until(lambda: rig.commands == [["echo", "bye"]], what="the shutdown command")
+    wait_until(lambda: rig.commands == [["/bin/echo", "bye"]], what="the shutdown command")
     assert time.monotonic() - pressed >= CFG.shutdown_hold, "not before shutdown_hold"
     assert rig.panel.shutting_down
     wait_until(lambda: leds(rig.factory) == (True,) * 4, what="all LEDs on while shutting down")
@@ -178,14 +178,22 @@ def test_shutdown_needs_a_long_hold_and_runs_once(rig):
 
 @pytest.mark.parametrize("command, why", [
     # A real command that fails the way `systemctl poweroff` does without permission.
-    (("sh", "-c", "echo 'Call to PowerOff failed: Access denied' >&2; exit 1"),
+    (("/bin/sh", "-c", "echo 'Call to PowerOff failed: Access denied' >&2; exit 1"),
      "exit status 1: Call to PowerOff failed: Access denied"),
-    (("/nonexistent/systemctl", "poweroff"), "No such file"),
+    ("removed after the start", "No such file"),   # checked at start (it must exist then), gone when pressed
 ])
-def test_a_failed_shutdown_command_is_logged_and_blinks_all_leds(caplog, command, why):
+def test_a_failed_shutdown_command_is_logged_and_blinks_all_leds(caplog, tmp_path, command, why):
     factory = MockFactory()
+    script = None
+    if command == "removed after the start":
+        script = tmp_path / "poweroff"
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o755)
+        command = (str(script),)
     cfg = PanelConfig(mode_button=MODE, shutdown_button=SHUTDOWN, mode_leds=LEDS, shutdown_hold=0.6,
                       shutdown_command=command)
+    if script is not None:
+        script.unlink()
     panel = Panel(factory, FakeController(), cfg).start()      # the real runner: subprocess.run
     try:
         # Held until the box reacts, as a finger would: a fixed hold loses its margin over

@@ -63,7 +63,7 @@ def test_replays_every_row_as_frames_in_order_at_scaled_time(tmp_path):
     got = np.array([f.floats() for f in frames])
     assert np.allclose(got, rows[:, 1:], atol=1e-4)
     assert elapsed > 0.1       # ~0.2 s; never early (an upper bound would be a timing assertion)
-    assert board.sent_rows == list(range(20))
+    assert list(board.sent_rows) == list(range(20))
 
 
 def test_heartbeat_repeats_last_values(tmp_path):

@@ -13,7 +13,7 @@ import threading
 import time
 
 from . import __version__
-from .errors import ImpsError
+from .errors import ImpsError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,41 @@ def run_overrides(args, extra: dict | None = None) -> dict:
     return overrides
 
 
+#: Signals whose default action ends the process: each one goes through the one shutdown path instead
+#: (SIGUSR1 and SIGALRM ended the box with no STOPPING and no flushed log). SIGHUP is the reload;
+#: SIGPIPE and SIGXFSZ Python already ignores; faults (SIGSEGV, SIGBUS, ...) cannot be handled in Python.
+STOP_SIGNALS = [getattr(signal, name) for name in (
+    "SIGINT", "SIGTERM", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO",
+    "SIGPWR", "SIGSTKFLT", "SIGXCPU") if hasattr(signal, name)]
+if hasattr(signal, "SIGRTMIN"):
+    STOP_SIGNALS += list(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+
+
+def install_signal_handlers(stop: threading.Event, reload_requested: threading.Event) -> None:
+    """Every catchable signal: stop or reload, set as an event the main loop reads. Called first
+    thing, before the config and the model load (a SIGHUP in the first 200 ms killed the box)."""
+    def on_stop(signum, frame):
+        if not stop.is_set():
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:      # a real-time signal
+                name = f"signal {signum}"
+            log.info("%s: stopping", name)
+        stop.set()
+
+    for signum in STOP_SIGNALS:
+        try:
+            signal.signal(signum, on_stop)
+        except (OSError, ValueError):   # reserved by the C library (some real-time signals)
+            pass
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+
+
 def run_command(args) -> int:
     """``imps run``: a Box from the config, with the simulation's parts when asked; the status loop."""
+    stop = threading.Event()
+    reload_requested = threading.Event()
+    install_signal_handlers(stop, reload_requested)
     from .box.app import Box
     from .box.config import read_config, with_overrides
     from .journal import rate_limit_handlers
@@ -74,6 +107,7 @@ def run_command(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     rate_limit_handlers()   # a flood of anything (bad input, a bug per event) is a few journal lines
+    logging.captureWarnings(True)   # Python warnings too: through the same rate limit, never straight to stderr
     data, source = read_config(args.config)       # read once: an IMPSY file's notes are logged once
     with Simulation(getattr(args, "simulate", False), getattr(args, "midi_file", None)) as sim:
         config = with_overrides(data, source, run_overrides(args, sim.overrides()))
@@ -85,20 +119,17 @@ def run_command(args) -> int:
             extra.setdefault("status", {})["file"] = status_file_for_page()
             config = with_overrides(data, source, run_overrides(args, extra))
         sim.start(config)
-        return _run_box(sim.attach(Box(config)), sim, args)
+        return _run_box(sim.attach(Box(config)), sim, args, stop, reload_requested)
 
 
-def _run_box(box, sim, args) -> int:
+def _run_box(box, sim, args, stop: threading.Event, reload_requested: threading.Event) -> int:
     """Start the box, run the status loop until a signal (or --duration), stop it once."""
     from .box.status import status_loop
     keys = keys_panel = page = None
     live = False
-    stop = threading.Event()
-    reload_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     try:
+        if stop.is_set():            # a stop signal while loading: the box never starts
+            return 0
         box.start()                  # a failed start releases what started, then raises
         if getattr(args, "web", None) is not None:
             from .web.command import start_beside
@@ -228,7 +259,7 @@ def dispatch(parser: argparse.ArgumentParser, argv=None) -> int:
     try:
         return args.func(args) or 0
     except ImpsError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -2,8 +2,18 @@
 
 Each is also a builtin (ValueError, OSError...) so callers that only know the
 builtins still catch them. Messages name the file or device, the value and the
-likely cause.
+likely cause. ``one_line`` is how any of them is shown to a person: one line, cut
+to a sane length (a 50 MB config value was once echoed whole in a 100 MB line).
 """
+
+#: The longest error line the box prints or logs (a long path and a value still fit).
+MAX_ERROR_LINE = 400
+
+
+def one_line(error, limit: int = MAX_ERROR_LINE) -> str:
+    """``str(error)`` on one line (newlines and tabs become spaces), cut to ``limit`` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else f"{text[:limit - 30]}... ({len(text)} characters)"
 
 
 class ImpsError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from enum import Enum
 
 from .errors import ConfigError
+from .ranges import shorten
 
 
 class Mode(str, Enum):
@@ -20,7 +21,7 @@ class Mode(str, Enum):
             return cls(str(value).strip().lower().replace("-", "_"))
         except ValueError:
             names = ", ".join(m.value for m in cls)
-            raise ConfigError(f"unknown mode {value!r}, expected one of: {names}") from None
+            raise ConfigError(f"unknown mode {shorten(value, repr)}, expected one of: {names}") from None
 
     def next(self) -> "Mode":
         order = list(Mode)

@@ -135,6 +135,19 @@ RANGES: dict[tuple[str, str], Range] = {
 }
 
 
+#: A model sidecar's numbers (model/model_file.py ``Sidecar``): a model is input like a config file.
+SIDECAR: dict[str, Range] = {
+    "dimension": RANGES[("engine", "dimension")],
+    "units": Range(1, 4096, integer=True),
+    "layers": Range(1, 16, integer=True),
+    "mixtures": Range(1, 256, integer=True),
+    "input_scale": Range(0.001, 1000.0),     # IMPSY's is 10: 1e308 fired ~790 notes/s, 1e-308 was silent
+    "pi_temperature": RANGES[("model", "pi_temperature")],
+    "sigma_temperature": RANGES[("model", "sigma_temperature")],
+    "validation_loss": Range(-1e6, 1e6),
+}
+
+
 def check(section: str, key: str, value, where: str | None = None):
     """``value`` checked against RANGES[(section, key)] (no range: unchanged)."""
     r = RANGES.get((section, key))

@@ -41,7 +41,17 @@ class Section(Table):
 
     def __post_init__(self):
         for key in self.__struct_fields__:
-            ranges.check(self.section, key, getattr(self, key), key)
+            value = getattr(self, key)
+            ranges.check(self.section, key, value, key)
+            no_nul(key, value)
+
+
+def no_nul(key: str, value) -> None:
+    """ConfigError for a string (or a list's string) holding a NUL byte: no path or name may
+    (a NUL in ``[log] directory`` was a traceback at start, and accepted by SIGHUP)."""
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        if isinstance(v, str) and "\0" in v:
+            raise ConfigError(f"{key} = {ranges.shorten(v, repr)}: holds a NUL byte")
 
 
 def decode(cls, data: dict, source: str = ""):
@@ -67,7 +77,7 @@ def choice(key: str, value, allowed) -> None:
     if value not in allowed:
         allowed = list(allowed)
         names = ", ".join(allowed[:-1]) + " or " + allowed[-1] if len(allowed) > 1 else allowed[0]
-        raise ConfigError(f"{key} = {value!r}: expected {names}")
+        raise ConfigError(f"{key} = {ranges.shorten(value, repr)}: expected {names}")
 
 
 def describe(tp) -> str:

@@ -101,8 +101,10 @@ def make(target: str, machine: bed.VM, *extra, timeout: float = 1800) -> subproc
     """`make TARGET HOST=...` of this project, as a user runs it; output echoed.
     QEMU's USB serial adapter is not an Arduino: its /dev/serial/by-id name is the
     board's port (IMPS_SERIAL_PORT, as for any other board)."""
+    # IMPS_ADMIN_SUDO=keep: the suite drives the box as root through pi's sudo (journalctl, tee, nsenter);
+    # deploy's own sudo list is checked against its calls in tests/test_deploy.py.
     env = dict(os.environ, IMPS_SSH_OPTS=machine.ssh_opts, IMPS_SERIAL_PORT=BY_ID_GLOB,
-               IMPS_READY_TIMEOUT=bed.READY_TIMEOUT)
+               IMPS_READY_TIMEOUT=bed.READY_TIMEOUT, IMPS_ADMIN_SUDO="keep")
     r = subprocess.run(["make", "-s", "-C", str(REPO), target, f"HOST={machine.host}", *extra],
                        env=env, capture_output=True, text=True, timeout=timeout)
     sys.stdout.write(f"--- make {target}\n{r.stdout}{r.stderr}")

@@ -33,7 +33,7 @@ import os
 import threading
 import time
 
-from ..errors import DeviceError, ImpsError
+from ..errors import DeviceError, ImpsError, one_line
 from ..io.inputs import InputSource
 from ..io.interaction_log import LogWriter
 from ..io.midi.voice import MidiOutput
@@ -82,7 +82,7 @@ class Box:
 
         model, error = load_or_explain(config)
         if error:
-            log.error("%s; playing on in user-only mode (the performer is still logged)", error)
+            log.error("%s; playing on in user-only mode (the performer is still logged)", one_line(error))
         self.logwriter = LogWriter(config.log.directory, e.dimension) if config.log.enabled else None
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
         midi = config.midi
@@ -185,11 +185,11 @@ class Box:
             ok = self._reload()
             self.last_reload = (time.time(), f"reloaded {self.config.source}")
         except ImpsError as exc:   # ConfigError, ModelError: one clear line
-            log.error("reload refused, still playing the previous configuration and model: %s", exc)
+            log.error("reload refused, still playing the previous configuration and model: %s", one_line(exc))
             ok = False
             self.last_reload = (time.time(), f"refused: {exc}")
         except Exception as exc:   # not foreseen: refused all the same, with the traceback for the bug report
-            log.exception("reload refused, still playing the previous configuration and model: %s", exc)
+            log.exception("reload refused, still playing the previous configuration and model: %s", one_line(exc))
             ok = False
             self.last_reload = (time.time(), f"refused: {type(exc).__name__}: {exc}")
         self.notifier.ready(self.status_line())

@@ -18,6 +18,7 @@ from typing import ClassVar, List, Optional
 import msgspec
 
 from ..errors import ConfigError
+from ..ranges import shorten
 from ..io.midi.settings import MidiSettings, check_controls
 from ..io.serial_input import SerialSettings
 from ..modes import Mode
@@ -64,14 +65,14 @@ class EngineConfig(Section):
         try:
             Mode.parse(self.mode)
         except ConfigError as exc:
-            raise ConfigError(f"mode = {self.mode!r}: {exc}") from None
+            raise ConfigError(f"mode = {shorten(self.mode, repr)}: {exc}") from None
 
 
 def _ipv4(key: str, value: str) -> None:
     try:
         ipaddress.IPv4Address(value)
     except ValueError:
-        raise ConfigError(f"{key} = {value!r}: expected an IPv4 address such as 127.0.0.1 "
+        raise ConfigError(f"{key} = {shorten(value, repr)}: expected an IPv4 address such as 127.0.0.1 "
                           f"(0.0.0.0 listens on every interface)") from None
 
 
@@ -90,6 +91,9 @@ class OscConfig(Section):
         super().__post_init__()
         for key in ("interface_host", "control_host", "sound_host"):
             _ipv4(key, getattr(self, key))
+        if self.enabled and self.interface_port and self.interface_port == self.control_port:
+            raise ConfigError(f"interface_port = control_port = {self.interface_port}: expected two different "
+                              "ports (the box listens on both)")
 
 
 class LogConfig(Section):

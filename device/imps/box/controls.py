@@ -4,7 +4,7 @@
 address                arguments                   range (ranges.py)
 =====================  ==========================  ===========================
 ``/mode``              one string                  user, call_response, layered, duet
-``/reset``             none, or a number (0: no)   -
+``/reset``             none, or 0/1/T/F (0: no)    -
 ``/pause``             none (pause), or 0/1/T/F    -
 ``/pi_temperature``    one number                  as ``[model] pi_temperature``
 ``/sigma_temperature`` one number                  as ``[model] sigma_temperature``
@@ -37,11 +37,12 @@ def _number(address: str, args: list, section: str, key: str) -> float:
 
 
 def _flag(address: str, args: list, default: bool) -> bool:
+    """Nothing (``default``), T/F, or the number 0 or 1 (int or float, as buttons send); nothing else."""
     if not args:
         return default
-    if len(args) == 1 and (isinstance(args[0], bool) or isinstance(args[0], (int, float))):
+    if len(args) == 1 and (isinstance(args[0], bool) or (isinstance(args[0], (int, float)) and args[0] in (0, 1))):
         return bool(args[0])
-    raise BadArguments(f"{address} wants nothing, a number or T/F, got {args!r:.60}")
+    raise BadArguments(f"{address} wants nothing, 0, 1, T or F, got {args!r:.60}")
 
 
 def _mode(args: list) -> Mode:

@@ -13,7 +13,9 @@ Writing never blocks the music: lines go through a bounded queue to a writer
 thread that writes every line straight to the file (a kill -9 loses nothing
 already queued for more than a moment) and fsyncs within FSYNC_DELAY of any
 write, by a timer, not at the next line (a power cut costs at most the last
-second). A full or read-only disk stops logging with one warning; the writer
+second). A full or read-only disk, or the file or its directory deleted
+while the box runs (found at the next fsync, so within FSYNC_DELAY of a
+write), stops logging with one warning; the writer
 tries again every RETRY_INTERVAL and, once the disk takes lines again, writes
 one gap marker and carries on::
 
@@ -28,6 +30,7 @@ line in the middle.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import logging
 import os
 import queue
@@ -84,6 +87,7 @@ class LogFile:
     """
 
     def __init__(self, path: Path):
+        self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         self.size = os.fstat(self.fd).st_size
 
@@ -103,6 +107,16 @@ class LogFile:
 
     def sync(self) -> None:
         os.fsync(self.fd)
+        if self.gone():
+            raise FileNotFoundError(errno.ENOENT, "the log file or its directory was deleted while the box ran")
+
+    def gone(self) -> bool:
+        """Whether the path no longer names this file (deleted, or its directory was): writes would vanish."""
+        try:
+            here, ours = os.stat(self.path), os.fstat(self.fd)
+        except OSError:
+            return True
+        return (here.st_dev, here.st_ino) != (ours.st_dev, ours.st_ino)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -130,6 +144,7 @@ class LogWriter:
         self.failed: str | None = None
         self._opener = opener
         self._lost_in_gap = 0
+        self._unsynced = 0               # lines written since the last fsync (lost if the file turns out deleted)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._file = None
         self._open()
@@ -244,6 +259,7 @@ class LogWriter:
                     self._lost_in_gap += 1
                 elif self._write(format_line(*item).encode()):
                     self.written += 1
+                    self._unsynced += 1
                     dirty_since = dirty_since or now
                 else:
                     self.lost += 1
@@ -255,8 +271,24 @@ class LogWriter:
                     try:
                         self._file.sync()
                         self.syncs += 1
+                        self._unsynced = 0
+                    except FileNotFoundError as exc:   # deleted under us: what went there since the last sync is lost
+                        self._fail(exc)
+                        self.written -= self._unsynced
+                        self.lost += self._unsynced
+                        self._lost_in_gap += self._unsynced
+                        self._unsynced = 0
+                        self._close_quietly()
+                        next_retry = time.monotonic()
                     except OSError as exc:
                         self._fail(exc)
+
+    def _close_quietly(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        self._file = None
 
 
 @dataclass

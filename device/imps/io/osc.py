@@ -14,8 +14,11 @@ Decoding is our own and strict: python-osc's parser pads a truncated message
 with zeros (",fff" with two floats reads as a made-up 0.0) and logs a root
 WARNING per bad bundle element. Here a packet that breaks the encoding in any
 way (truncated, trailing bytes, unpadded strings, unknown type tags) is
-rejected whole with an OscError. Routing uses python-osc's Dispatcher, so OSC
-address patterns (``/*_temperature``) work.
+rejected whole with an OscError. OSC address patterns (``/*_temperature``)
+work, matched by ``osc_pattern`` without backtracking and within bounds (not
+by python-osc's Dispatcher, whose regexes one packet of stars froze for 40 s),
+and one packet gets at most PACKET_BUDGET seconds of handling: a bundle of
+thousands of messages has the rest of it counted, not handled.
 
 Bad input is counted by kind and shown (``OscReceiver.summary()`` in the
 status line), never swallowed; the journal gets the first of each kind and
@@ -35,10 +38,9 @@ import time
 from collections import Counter
 from typing import Callable
 
-from pythonosc.dispatcher import Dispatcher
-
 from ..errors import NetworkError, OscError
 from ..threads import SupervisedThread, join_or_complain
+from .osc_pattern import Matcher, is_pattern
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,13 @@ PERFORMER_VOICE = "/performer"
 MODEL_VOICE = "/model"
 SILENCE = "/silence"
 
-PATTERN_CHARS = frozenset("*?[]{}")   # an address with any of these is an OSC address pattern
 REPORT_EVERY = 10.0     # seconds between journal lines about one kind of bad input
 MAX_BUNDLE_DEPTH = 8    # bundles nest at most this deep (a packet is at most 64 KiB anyway)
+PACKET_BUDGET = 0.005   # seconds of handling per packet; the messages after it are counted "over budget"
 
 #: The kinds of bad input an OscReceiver counts, as the status line names them.
 KINDS = {"malformed": "malformed", "unknown address": "unknown", "bad arguments": "bad args",
-         "busy": "busy", "handler error": "errors"}
+         "busy": "busy", "over budget": "over budget", "handler error": "errors"}
 
 
 def _padded(text: bytes) -> bytes:
@@ -244,7 +246,7 @@ def udp_drops(sock: socket.socket) -> int | None:
 
 
 class OscReceiver:
-    """A UDP thread routing OSC messages to handlers by address (python-osc's Dispatcher).
+    """A UDP thread routing OSC messages to handlers by address or OSC address pattern.
 
     ``handlers`` maps address -> callable(args). A handler signals bad arguments
     with ValueError or TypeError (ConfigError included) and an engine too busy to
@@ -256,8 +258,8 @@ class OscReceiver:
     def __init__(self, host: str, port: int, handlers: dict[str, Callable[[list], None]], name: str = "osc",
                  receive_buffer: int | None = None):
         self.name = name
-        self.dispatcher = Dispatcher()
-        self._literal: dict[str, Callable[[list], None]] = {}  # the same routes, for plain addresses without a regex
+        self._literal: dict[str, Callable[[list], None]] = {}  # address -> handler
+        self._matcher = Matcher([])
         for address, handler in handlers.items():
             self.route(address, handler)
         self.errors: Counter = Counter()
@@ -285,8 +287,8 @@ class OscReceiver:
 
     def route(self, address: str, handler: Callable[[list], None]) -> None:
         """Send messages for ``address`` (or a pattern matching it) to ``handler(args)``."""
-        self.dispatcher.map(address, handler)
         self._literal[address] = handler
+        self._matcher = Matcher(self._literal)
 
     def start(self) -> "OscReceiver":
         self.thread.start()
@@ -342,11 +344,20 @@ class OscReceiver:
         except OscError as exc:
             self._count("malformed", f"{exc} ({len(data)} bytes)")
             return
-        for address, args in messages:
-            if not PATTERN_CHARS.intersection(address):
+        deadline = time.monotonic() + PACKET_BUDGET if len(messages) > 1 else None
+        for n, (address, args) in enumerate(messages):
+            if deadline is not None and time.monotonic() > deadline:
+                self._count("over budget", f"{len(messages) - n} of {len(messages)} messages in one packet "
+                                           f"left after {PACKET_BUDGET * 1e3:.0f} ms")
+                return
+            if not is_pattern(address):
                 callbacks = [self._literal[address]] if address in self._literal else []
-            else:   # an OSC address pattern (/*_temperature): python-osc's matching
-                callbacks = [h.callback for h in self.dispatcher.handlers_for_address(address)]
+            else:   # an OSC address pattern (/*_temperature): bounded, no backtracking
+                try:
+                    callbacks = [self._literal[a] for a in self._matcher.match(address)]
+                except OscError as exc:
+                    self._count("malformed", str(exc))
+                    continue
             for callback in callbacks:
                 self._call(callback, address, args)
             if not callbacks:

@@ -20,12 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Dict, Optional
 
+import msgspec
 import numpy as np
 
-from ..errors import ModelError
+from .. import ranges
+from ..errors import ConfigError, ModelError, one_line
+from ..readfile import deeper_than, read_regular
+from ..settings import Table, decode
 
 SIDECAR_FORMAT = "imps-model/1"
 #: Scale used by models that come without a sidecar (the published MDRNN convention).
@@ -74,8 +80,14 @@ def split_params(params: np.ndarray, dimension: int, mixtures: int):
             flat[2 * kd:2 * kd + mixtures])
 
 
-@dataclass
-class Sidecar:
+class Sidecar(Table):
+    """``name.json`` beside ``name.tflite``: a msgspec Struct, every number in ``ranges.SIDECAR``.
+
+    Read with ``read_sidecar`` (at most MAX_SIDECAR_BYTES, unknown keys refused); a Sidecar
+    built in code is checked the same way (``__post_init__``), so the exporter cannot write one
+    the box would refuse. ``training`` is a record for people (dataset, rows, epochs, the
+    command); the box never reads a number from it.
+    """
     dimension: int
     units: int
     layers: int
@@ -83,22 +95,31 @@ class Sidecar:
     input_scale: float = DEFAULT_INPUT_SCALE
     pi_temperature: float = 1.0          # recommended sampling temperatures
     sigma_temperature: float = 0.01
-    validation_loss: float | None = None
-    training: dict = field(default_factory=dict)   # dataset, rows, epochs, command...
-    sha256: str | None = None            # of the .tflite: a truncated or damaged copy is caught before loading
-    converted_from: dict | None = None   # another tool's model this one was converted from (tool, file, sha256)
+    validation_loss: Optional[float] = None
+    training: Dict[str, Any] = msgspec.field(default_factory=dict)   # dataset, rows, epochs, command...
+    sha256: Optional[str] = None         # of the .tflite: says the file is the one exported, not that it is safe
+    converted_from: Optional[Dict[str, Any]] = None   # another tool's model this one was converted from (tool, file, sha256)
     format: str = SIDECAR_FORMAT
 
+    def __post_init__(self):
+        for key in self.__struct_fields__:
+            r = ranges.SIDECAR.get(key)
+            if r is not None:
+                r.check(key, getattr(self, key))
+        if self.sha256 is not None and not _HEX64.fullmatch(self.sha256):
+            raise ConfigError(f"sha256 = {ranges.shorten(self.sha256, repr)}: expected 64 hex digits")
+
     def check(self, source: str = "sidecar") -> "Sidecar":
-        for name in ("dimension", "units", "layers", "mixtures"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ModelError(f"{source}: {name} must be a positive integer, got {value!r}")
-        if self.dimension < 2:
-            raise ModelError(f"{source}: dimension must count dt and at least one control, got {self.dimension}")
-        if not self.input_scale > 0:
-            raise ModelError(f"{source}: input_scale must be > 0, got {self.input_scale!r}")
+        """Kept for callers of the dataclass era: a Sidecar is checked when it is made."""
         return self
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: A sidecar is a few hundred bytes; anything near this is not one.
+MAX_SIDECAR_BYTES = 256 * 1024
+MAX_SIDECAR_DEPTH = 16       # the exporter's is 3 (training -> dataset -> files)
+#: The largest model file the box reads (the 512-unit benchmark model is about 11 MB).
+MAX_MODEL_BYTES = 256 * 1024 * 1024
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
@@ -107,29 +128,33 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
 
 def write_sidecar(model_path: str | os.PathLike, sidecar: Sidecar) -> Path:
     path = sidecar_path(model_path)
-    path.write_text(json.dumps(asdict(sidecar.check(str(path))), indent=2) + "\n")
+    path.write_text(json.dumps(msgspec.structs.asdict(sidecar), indent=2) + "\n")
     return path
 
 
 def read_sidecar(model_path: str | os.PathLike) -> Sidecar | None:
-    """The sidecar beside a model, None when there is none, ModelError when it is broken."""
+    """The sidecar beside a model, None when there is none, ModelError (one line) when it is broken."""
     path = sidecar_path(model_path)
-    if not path.exists():
+    raw = read_regular(path, MAX_SIDECAR_BYTES, "model sidecar", ModelError)
+    if raw is None:
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: unreadable model sidecar ({exc})") from exc
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:   # not JSON (Infinity and NaN are not JSON)
+        raise ModelError(f"{path}: unreadable model sidecar ({one_line(exc, 200)})") from None
+    except RecursionError:               # msgspec recurses: thousands of [ deep
+        raise ModelError(f"{path}: model sidecar nested deeper than {MAX_SIDECAR_DEPTH} objects or arrays") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: model sidecar must be a JSON object")
-    known = set(Sidecar.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
+    if deeper_than(data, MAX_SIDECAR_DEPTH):
+        raise ModelError(f"{path}: model sidecar nested deeper than {MAX_SIDECAR_DEPTH} objects or arrays")
+    unknown = sorted(set(data) - set(Sidecar.__struct_fields__))
     if unknown:
-        raise ModelError(f"{path}: unknown sidecar keys {unknown}")
+        raise ModelError(f"{path}: unknown sidecar keys {ranges.shorten(unknown)}")
     try:
-        return Sidecar(**data).check(str(path))
-    except TypeError as exc:
-        raise ModelError(f"{path}: incomplete model sidecar ({exc})") from exc
+        return decode(Sidecar, data, str(path))
+    except ConfigError as exc:
+        raise ModelError(f"{exc} (a model sidecar)") from None
 
 
 def model_sha256(data: bytes) -> str:

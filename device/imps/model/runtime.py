@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, RuntimeMissingError
-from .model_file import (NO_SIDECAR, PARAMS_NAME, X_NAME, Sidecar, check_flatbuffer_header, model_sha256,
-                         read_sidecar, shape_from_params_size, state_names)
+from .model_file import (MAX_MODEL_BYTES, NO_SIDECAR, PARAMS_NAME, X_NAME, Sidecar, check_flatbuffer_header,
+                         model_sha256, read_sidecar, shape_from_params_size, state_names)
+from ..readfile import read_regular
 from .sampling import Sampler
 
 log = logging.getLogger(__name__)
@@ -98,51 +99,64 @@ import sys
 from imps.errors import ModelError
 from imps.model.runtime import MDRNN
 try:
-    m = MDRNN(sys.argv[1], runtime=sys.argv[2], probe=False)
+    m = MDRNN(sys.argv[1], runtime=sys.argv[2], probe=False, content=sys.stdin.buffer.read())
     m.step([0.0] * m.dimension)
 except ModelError as exc:
     print(exc, file=sys.stderr)
     sys.exit(3)
 """
 
+#: (sha256, runtime) of the model bytes a child process loaded and stepped in this process's
+#: lifetime: only those reach this process's interpreter without a new child check.
+_verified: set[tuple[str, str]] = set()
 
-def _probe_in_child(path: Path, runtime: str) -> None:
-    """Load the model in a throwaway process: tflite-runtime 2.14 does not verify flatbuffers
-    and a damaged file can crash the process that loads it."""
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(path), runtime], capture_output=True, text=True)
+
+def _probe_in_child(path: Path, runtime: str, data: bytes) -> None:
+    """Load and step these very bytes in a throwaway process first: the runtimes do not fully verify
+    flatbuffers, and a damaged or crafted file can crash (SIGSEGV) the process that loads it. A
+    matching sha256 does not make this unnecessary: it proves identity, not safety (issue #27)."""
+    digest = model_sha256(data)
+    if (digest, runtime) in _verified:
+        return
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(path), runtime], input=data, capture_output=True)
+    err = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode < 0:
         raise ModelError(f"model {path}: corrupt TFLite file (loading it crashed {runtime} with signal "
                          f"{-done.returncode}); re-export or re-deploy it")
-    if done.returncode == 3:   # the child's ModelError: already a message for the user
-        raise ModelError(done.stderr.strip().splitlines()[-1])
+    if done.returncode == 3 and err:   # the child's ModelError: already a message for the user
+        raise ModelError(err.splitlines()[-1][:300])
     if done.returncode != 0:
         raise ModelError(f"model {path}: {runtime} failed while loading it (exit code {done.returncode}); "
                          f"re-export it, or try the other runtime ([model] runtime)")
+    _verified.add((digest, runtime))
 
 
-def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: int = 1, probe: bool = True,
-                     sidecar: Sidecar | None = None):
-    """A ready (allocated) interpreter for a model file, or one clear ModelError.
-
-    Before a runtime sees the file: the flatbuffer header is checked, the sidecar's
-    sha256 (when there is one) must match, and without one a tflite-runtime load is
-    tried first in a child process, so a damaged file is an error, not a crash.
-    With runtime "auto", a model whose operators are newer than tflite-runtime 2.14
-    knows (IMPSY's `--optimise` models) is loaded with ai-edge-litert instead.
-    """
-    path = Path(path)
+def read_model_bytes(path: Path) -> bytes:
+    """A model file's bytes (at most MAX_MODEL_BYTES, a regular file), or one clear ModelError."""
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.tflite"))
         raise ModelError(f"model {path}: is a directory, not a model file; give the .tflite file itself"
                          + (f" (it holds {', '.join(inside[:3])})" if inside else " (it holds no .tflite file)"))
-    if not path.exists():
+    data = read_regular(path, MAX_MODEL_BYTES, "model", ModelError)
+    if data is None:
         raise ModelError(f"model {path}: no such file")
-    if not path.is_file():
-        raise ModelError(f"model {path}: not a regular file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"model {path}: cannot read it: {exc.strerror or exc}") from None
+    return data
+
+
+def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: int = 1, probe: bool = True,
+                     sidecar: Sidecar | None = None, content: bytes | None = None):
+    """A ready (allocated) interpreter for a model file, or one clear ModelError.
+
+    The file is read once (``content``: these bytes instead) and the interpreter gets those
+    bytes, never the path, so what was checked is what runs. Before a runtime in this process
+    sees them: the flatbuffer header is checked, the sidecar's sha256 (when there is one) must
+    match, and unless a child process already loaded and stepped the same bytes in this
+    process's lifetime, one does now (``probe``), so a damaged file is an error, not a crash.
+    With runtime "auto", a model whose operators are newer than tflite-runtime 2.14
+    knows (IMPSY's `--optimise` models) is loaded with ai-edge-litert instead.
+    """
+    path = Path(path)
+    data = read_model_bytes(path) if content is None else content
     check_flatbuffer_header(path, data)
     cls, name = interpreter_class(runtime)
     warn_if_cpu_hidden()
@@ -151,9 +165,9 @@ def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: in
             raise ModelError(f"model {path}: checksum does not match its sidecar (a truncated or damaged copy?); "
                              "re-export or re-deploy it")
     try:
-        if probe and name == "tflite-runtime" and not (sidecar is not None and sidecar.sha256):
-            _probe_in_child(path, name)
-        return _allocated(cls, path, threads, name), name
+        if probe:
+            _probe_in_child(path, name, data)
+        return _allocated(cls, path, data, threads, name), name
     except ModelError as exc:
         if runtime != "auto" or name == RUNTIMES[-1] or NEWER_OPS not in str(exc):
             raise
@@ -162,12 +176,14 @@ def open_interpreter(path: str | os.PathLike, runtime: str = "auto", threads: in
         except RuntimeMissingError:
             raise exc from None
         log.info("model %s: %s cannot run it, loading it with %s", path.name, name, other)
-        return _allocated(cls, path, threads, other), other
+        if probe:
+            _probe_in_child(path, other, data)
+        return _allocated(cls, path, data, threads, other), other
 
 
-def _allocated(cls, path: Path, threads: int, runtime: str):
+def _allocated(cls, path: Path, data: bytes, threads: int, runtime: str):
     try:
-        interp = cls(model_path=str(path), num_threads=threads)
+        interp = cls(model_content=data, num_threads=threads)
         interp.allocate_tensors()
         return interp
     except Exception as exc:  # the runtimes raise ValueError, RuntimeError and others: all mean "cannot load"
@@ -327,10 +343,10 @@ class MDRNN:
 
     def __init__(self, path: str | os.PathLike, dimension: int | None = None, runtime: str = "auto",
                  threads: int = 1, seed: int | None = None, pi_temperature: float | None = None,
-                 sigma_temperature: float | None = None, probe: bool = True):
+                 sigma_temperature: float | None = None, probe: bool = True, content: bytes | None = None):
         self.path = Path(path)
         self.sidecar: Sidecar | None = read_sidecar(self.path)
-        self.interpreter, self.runtime = open_interpreter(self.path, runtime, threads, probe, self.sidecar)
+        self.interpreter, self.runtime = open_interpreter(self.path, runtime, threads, probe, self.sidecar, content)
         try:
             self._map = _tensor_map(self.interpreter, self.path)
             self._zero_inputs_and_invoke()

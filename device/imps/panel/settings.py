@@ -1,11 +1,44 @@
 """The ``[panel]`` settings: which pins, and the times that make a press short, long or a hold."""
 from __future__ import annotations
 
+import os
+import stat
 from typing import ClassVar, Optional, Tuple
 
 from ..errors import ConfigError
 from ..modes import Mode
+from ..ranges import shorten
 from ..settings import Section
+
+#: Shutdown commands the box runs by name (the one the polkit rule allows, and the simulation's no-op).
+#: Anything else must start with the absolute path of an executable that only its owner may change.
+SHUTDOWN_COMMANDS = {("systemctl", "poweroff"), ("systemctl", "halt"), ("systemctl", "reboot"), ("true",)}
+
+
+def check_shutdown_command(command: Tuple[str, ...]) -> None:
+    """ConfigError unless ``command`` is in SHUTDOWN_COMMANDS or names a safe absolute executable.
+
+    A config file could otherwise make the shutdown button run anything (issue #27)."""
+    if not command:
+        raise ConfigError('shutdown_command = []: expected a command as a list, e.g. ["systemctl", "poweroff"]')
+    if tuple(command) in SHUTDOWN_COMMANDS:
+        return
+    shown = shorten(list(command), repr)
+    program = command[0]
+    allowed = " or ".join(f"{list(c)}" for c in sorted(SHUTDOWN_COMMANDS))
+    if not os.path.isabs(program):
+        raise ConfigError(f"shutdown_command = {shown}: expected {allowed}, or a command starting with an "
+                          "absolute path")
+    try:
+        st = os.stat(program)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"shutdown_command = {shown}: {program!r:.80}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        raise ConfigError(f"shutdown_command = {shown}: {program!r:.80} is not an executable file")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"shutdown_command = {shown}: {program!r:.80} may be changed by others than its owner "
+                          "(group or world writable)")
 
 
 class PanelConfig(Section):
@@ -34,5 +67,4 @@ class PanelConfig(Section):
             raise ConfigError(f"panel pins must all differ, got {pins}")
         if not 0 < self.debounce < self.long_press:
             raise ConfigError(f"debounce = {self.debounce}: must be shorter than long_press ({self.long_press})")
-        if not self.shutdown_command:
-            raise ConfigError('shutdown_command = []: expected a command as a list, e.g. ["systemctl", "poweroff"]')
+        check_shutdown_command(self.shutdown_command)

@@ -22,7 +22,8 @@ import threading
 import time
 import tty
 from pathlib import Path
-from typing import List, Optional, Tuple
+from collections import deque
+from typing import Deque, List, Optional, Tuple
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class SimulatedBoard:
     def __init__(self, rows, link, *, time_scale: float = 1.0, loop: bool = True,
                  heartbeat: Optional[float] = 0.05, firmware: Tuple[int, int] = (1, 0),
                  actuators: int = 2, format: str = "frames", max_dt: Optional[float] = None,
-                 phrase_seconds: Optional[float] = None, rest_seconds: float = 0.0):
+                 phrase_seconds: Optional[float] = None, rest_seconds: float = 0.0, keep: Optional[int] = None):
         rows = np.asarray(rows, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] < 2 or len(rows) == 0:
             raise DatasetError(f"simulated board needs rows (N, D>=2), got shape {rows.shape}")
@@ -60,9 +61,12 @@ class SimulatedBoard:
         self.phrase_seconds = phrase_seconds   # play this long, then rest (None: no rests),
         self.rest_seconds = rest_seconds       # so call and response has silences to answer
         self.info = BoardInfo(PROTOCOL_VERSION, tuple(firmware), rows.shape[1] - 1, actuators)
-        self.actuator_log: List[Tuple[float, List[float]]] = []   # (monotonic time, values)
-        self.sent_rows: List[int] = []                            # row indices sent, in order
-        self.counters = dict(frames_sent=0, frames_dropped=0, hellos=0, plugs=0, rx_bad=0)
+        # The last ``keep`` of each (None: all, for tests; `imps run --simulate` keeps a bounded few,
+        # or a box simulated for days grows ~0.4 MB a minute). The counters count them all.
+        self.actuator_log: Deque[Tuple[float, List[float]]] = deque(maxlen=keep)   # (monotonic time, values)
+        self.sent_rows: Deque[int] = deque(maxlen=keep)                          # row indices sent, in order
+        self.counters = dict(frames_sent=0, frames_dropped=0, hellos=0, plugs=0, rx_bad=0, rows_sent=0,
+                             actuator_frames=0)
         self._decoder = Decoder()
         self._seq = 0
         self._lock = threading.Lock()        # guards the fds against unplug() mid-I/O
@@ -140,8 +144,7 @@ class SimulatedBoard:
             return self._write(data)
 
     def status(self) -> dict:
-        return dict(plugged=self.plugged, link=str(self.link), rows_sent=len(self.sent_rows),
-                    actuator_frames=len(self.actuator_log), **self.counters)
+        return dict(plugged=self.plugged, link=str(self.link), **self.counters)
 
     # -- the thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -165,6 +168,7 @@ class SimulatedBoard:
                 with self._lock:
                     self._send_values(values)
                 self.sent_rows.append(index)
+                self.counters["rows_sent"] += 1
                 last_sent = now
                 index += 1
                 if index == len(self.rows):
@@ -197,6 +201,7 @@ class SimulatedBoard:
                 self._write(hello_reply_frame(self._next_seq(), self.info))
             elif frame.kind == FrameType.ACTUATOR:
                 self.actuator_log.append((time.monotonic(), frame.floats()))
+                self.counters["actuator_frames"] += 1
         self.counters["rx_bad"] = self._decoder.crc_errors + self._decoder.bad_frames
 
     def _send_values(self, values) -> None:

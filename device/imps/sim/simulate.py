@@ -29,6 +29,10 @@ def simulation_overrides(link: Path) -> dict:
             "actuators": {"enabled": True}}
 
 
+#: Actuator frames and sent rows the simulated board remembers (its counters count them all).
+KEEP = 1000
+
+
 def start_simulated_board(config, link: Path) -> SimulatedBoard:
     """A SimulatedBoard replaying the configured (default: bundled) performance at ``link``."""
     p = config.performer
@@ -38,7 +42,7 @@ def start_simulated_board(config, link: Path) -> SimulatedBoard:
         raise ConfigError(f"--simulate: {path} performance {p.performance} has dimension {rows.shape[1]}, "
                           f"but [engine] dimension = {config.engine.dimension}")
     board = SimulatedBoard(rows, link, time_scale=p.time_scale, loop=p.loop, max_dt=2.0,
-                           phrase_seconds=p.phrase_seconds, rest_seconds=p.rest_seconds)
+                           phrase_seconds=p.phrase_seconds, rest_seconds=p.rest_seconds, keep=KEEP)
     return board.start()
 
 
