@@ -355,7 +355,7 @@ def test_second_deploy_reuses_the_environment(box):
 def test_broken_release_is_rolled_back(box):
     ok(box.deploy())
     good = box.current()
-    restarts_before = box.systemctl_calls().count("restart imps-sound.service imps.service")
+    restarts_before = box.systemctl_calls().count("restart imps-sound.service imps.service imps-web.service")
     box.set_cli(BROKEN_CLI)
     r = box.deploy()
     assert r.returncode != 0
@@ -365,11 +365,11 @@ def test_broken_release_is_rolled_back(box):
     assert f"ROLLED BACK to {good.name}, which is running again" in r.stderr
     assert "journal stand-in" in r.stderr          # the failing release's log lines are shown
     assert "systemctl restart reported a failed start" in r.stderr
-    restarts = box.systemctl_calls().count("restart imps-sound.service imps.service") - restarts_before
+    restarts = box.systemctl_calls().count("restart imps-sound.service imps.service imps-web.service") - restarts_before
     assert restarts == 2, "expected one restart into the broken release and one back"
     calls = box.systemctl_calls()
-    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service")
-    assert calls[last_restart - 1] == "reset-failed imps-sound.service imps.service", \
+    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service imps-web.service")
+    assert calls[last_restart - 1] == "reset-failed imps-sound.service imps.service imps-web.service", \
         "the rollback must clear a start-limit hit before restarting"
     assert broken.exists(), "the broken release is kept for inspection"
 
@@ -398,8 +398,8 @@ def test_rollback_restores_the_previous_units_and_model(box, tmp_path):
     assert os.readlink(box.state / "models" / "current.tflite") == "old-9d.tflite"
     assert os.readlink(box.state / "models" / "current.json") == "old-9d.json"
     calls = box.systemctl_calls()[calls_before:]
-    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service")
-    assert "daemon-reload" in calls[calls.index("restart imps-sound.service imps.service") + 1:last_restart], \
+    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service imps-web.service")
+    assert "daemon-reload" in calls[calls.index("restart imps-sound.service imps.service imps-web.service") + 1:last_restart], \
         "systemd must re-read the restored units before the rollback's restart"
     assert "units and model restored" in r.stdout
 
