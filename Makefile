@@ -52,8 +52,9 @@ $(IMPSY_ENV)/.installed: requirements/impsy.txt requirements/impsy-package.txt
 system-deps:  ## install the Debian packages the tests need (root or sudo)
 	@bash tests/system-deps.sh requirements/apt.txt
 
-run: $(DEVICE)/.installed  ## play: a simulated box (default model, call and response) on the sound engine (Pure Data; SOUND=off: none); CONFIG=box.toml runs real hardware; MIDI=song.mid plays a MIDI file as the performer; WAV=take.wav records it
-	$(DEVICE)/bin/imps run $(if $(CONFIG),--config $(CONFIG),--simulate) $(if $(MIDI),--midi-file $(MIDI)) \
+WEB_PORT ?= 8080
+run: $(DEVICE)/.installed  ## play: a simulated box (default model, call and response) on the sound engine (Pure Data; SOUND=off: none) and its page on 127.0.0.1:8080 (WEB_PORT); CONFIG=box.toml runs real hardware; MIDI=song.mid plays a MIDI file as the performer; WAV=take.wav records it
+	$(DEVICE)/bin/imps run --web $(WEB_PORT) $(if $(CONFIG),--config $(CONFIG),--simulate) $(if $(MIDI),--midi-file $(MIDI)) \
 	  $(if $(filter off,$(SOUND)),--no-sound-engine,--sound-engine) $(if $(WAV),--record $(WAV)) $(ARGS)
 
 test: system-deps setup impsy-env  ## run every test

@@ -39,7 +39,7 @@ READY_TIMEOUT=${IMPS_READY_TIMEOUT:-60}
 SETTLE=${IMPS_SETTLE:-3}
 KEEP=${IMPS_KEEP:-5}
 SOURCE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-UNITS=(imps-sound.service imps.service)
+UNITS=(imps-sound.service imps.service imps-web.service)
 
 die() { echo "deploy: $*" >&2; exit 1; }
 say() { echo "== $*"; }

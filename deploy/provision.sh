@@ -22,7 +22,8 @@ AUDIO_CARD=${IMPS_AUDIO_CARD:-auto}
 SERIAL_PORT=${IMPS_SERIAL_PORT:-}
 # g++ and libasound2-dev: python-rtmidi (USB MIDI) builds from source where no wheel exists (32-bit Pi OS).
 # swig: lgpio (gpiozero's pin library for a Pi 5 and trixie) builds from source where PyPI has no wheel (cp313).
-PACKAGES=(python3-venv python3-dev gcc g++ swig libsystemd-dev libasound2-dev pkg-config puredata-core rsync alsa-utils polkitd)
+# openssl: the page's self-signed certificate (web below).
+PACKAGES=(python3-venv python3-dev gcc g++ swig libsystemd-dev libasound2-dev pkg-config puredata-core rsync alsa-utils polkitd openssl)
 ETC=${IMPS_ETC:-/etc}
 read -ra GROUPS_NEEDED <<<"${IMPS_GROUPS:-gpio dialout audio}"
 DRY_RUN=0
@@ -215,10 +216,11 @@ $(printf '%s\n' "${modules[@]}")"
 SSHD_FILE=ssh/sshd_config.d/10-imps.conf
 SUDOERS_FILE=sudoers.d/60-imps-deploy
 UNIT_DIR=/etc/systemd/system
-DEPLOY_UNITS="imps-sound.service imps.service"
+DEPLOY_UNITS="imps-sound.service imps.service imps-web.service"
 SUDO_COMMANDS=(
   "/usr/bin/install -m 0644 * $UNIT_DIR/imps-sound.service"
   "/usr/bin/install -m 0644 * $UNIT_DIR/imps.service"
+  "/usr/bin/install -m 0644 * $UNIT_DIR/imps-web.service"
   "/usr/bin/systemctl daemon-reload"
   "/usr/bin/systemctl enable --quiet $DEPLOY_UNITS"
   "/usr/bin/systemctl is-active imps.service"
@@ -294,7 +296,8 @@ layout() {
   ensure_dir 0750 "$SERVICE_USER:$SERVICE_USER" "$STATE"
   # setgid: files made by the box or the admin stay in the service group.
   ensure_dir 2770 "$SERVICE_USER:$SERVICE_USER" "$STATE/logs" "$STATE/models" "$STATE/recordings"
-  ensure_dir 0755 root:root "$ETC/imps"
+  # Group-writable (setgid) for the page, which saves an edited box.toml by replacing it (docs/web.md).
+  ensure_dir 2775 "root:$SERVICE_USER" "$ETC/imps"
   # The model the box plays: a link deploy.sh moves when MODEL= is given; until
   # then the release's bundled default.
   local ext
@@ -322,6 +325,7 @@ directory = "$STATE/logs"
 
 [status]
 terminal = false
+file = "/run/imps/status.json"   # for the box's page (imps-web.service)
 
 # What the box plays, as the sound engine renders it, to a WAV file the box
 # finishes when it stops (the sound engine may write only in $STATE/recordings).
@@ -346,6 +350,47 @@ EOF
   say "layout: $PREFIX/{releases,envs,current}, $STATE/{logs,models,recordings}, $ETC/imps"
 }
 
+# The page (imps-web.service): a per-box password, generated and printed once, kept only as a
+# salted scrypt hash in the format of device/imps/web/auth.py (tests/test_deploy.py verifies
+# this one there), and a self-signed certificate for HTTPS, its fingerprint printed.
+web() {
+  local dir=$STATE/web password
+  ensure_dir 0750 "$SERVICE_USER:$SERVICE_USER" "$dir"
+  if [ -e "$dir/password" ]; then
+    say "web: password in place ($dir/password; change it with imps web password --file $dir/password)"
+  elif [ "$DRY_RUN" = 1 ]; then
+    echo "+ write $dir/password (a generated password's scrypt hash, mode 0600)"
+  else
+    password=$(python3 - "$dir/password" <<'PY'
+import hashlib, os, secrets, sys
+alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+password = "-".join("".join(secrets.choice(alphabet) for _ in range(4)) for _ in range(5))
+salt = os.urandom(16)
+digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, f"scrypt${2**14}$8$1${salt.hex()}${digest.hex()}\n".encode())
+os.close(fd)
+print(password)
+PY
+    ) || die "web: cannot write $dir/password"
+    echo "+ write $dir/password (mode 0600)"
+    run chown "$SERVICE_USER:$SERVICE_USER" "$dir/password" || die "web: cannot chown $dir/password"
+    say "web: the page's password, shown this once (kept only as a hash): $password"
+  fi
+  if [ -e "$dir/cert.pem" ]; then
+    say "web: certificate in place ($dir/cert.pem)"
+  else
+    local name
+    name=$(hostname)
+    run openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=$name" -addext "subjectAltName=DNS:$name,DNS:$name.local,IP:127.0.0.1" \
+      -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null || die "web: cannot make the certificate"
+    run chown "$SERVICE_USER:$SERVICE_USER" "$dir/key.pem" "$dir/cert.pem" || die "web: cannot chown the certificate"
+    run chmod 0600 "$dir/key.pem" || die "web: cannot chmod $dir/key.pem"
+    [ "$DRY_RUN" = 1 ] || say "web: certificate $(openssl x509 -noout -fingerprint -sha256 -in "$dir/cert.pem")"
+  fi
+}
+
 on_box() {
   [ "$(id -u)" = 0 ] || [ "$DRY_RUN" = 1 ] || die "must run as root on the box"
   ADMIN=${SUDO_USER:-$(id -un)}
@@ -359,6 +404,7 @@ on_box() {
   buffers
   drivers
   layout
+  web
   access
   say "provisioned; next: make deploy HOST=$ADMIN@$(hostname)"
   [ "$REBOOT" = 0 ] || say "reboot the box once for the serial settings to take effect"

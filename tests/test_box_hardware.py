@@ -7,6 +7,7 @@ Timeouts are generous (a shared 2-core machine); nothing asserts tight timings.
 import os
 import pty
 import random
+import re
 import select
 import subprocess
 import termios
@@ -298,11 +299,12 @@ def test_make_run_plays_and_the_model_answers(tmp_path, device_python, sound):
         f.write("[performer]\nphrase_seconds = 2.0\nrest_seconds = 3.0\n")
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(repo), "run",
+        ["make", "--no-print-directory", "-C", str(repo), "run", "WEB_PORT=0",
          f"ARGS=--duration 20 -q --log-dir {logs} --config {config}"],
         cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sensor board connected" in proc.stderr
+    assert re.search(r"the box's page: http://127\.0\.0\.1:\d+/login\?token=\S+", proc.stdout), proc.stdout
     files = list(logs.glob("*-4d-mdrnn.log"))
     assert len(files) == 1
     lines = files[0].read_text().splitlines()

@@ -277,12 +277,11 @@ def test_first_deploy(box, tmp_path):
     unit = (box.units / "imps.service").read_text()
     assert f"ExecStart={box.prefix}/current/bin/imps run --config /etc/imps/box.toml" in unit
     assert f"ReadWritePaths={box.state}/logs {box.state}/models" in unit
-    for name in ("imps.service", "imps-sound.service"):
+    for name in ("imps.service", "imps-sound.service", "imps-web.service"):
         assert not re.findall(r"@[A-Z]+@", (box.units / name).read_text()), f"{name}: placeholder left"
     calls = box.systemctl_calls()
-    assert calls[:4] == ["daemon-reload", "enable --quiet imps-sound.service imps.service",
-                         "reset-failed imps-sound.service imps.service",
-                         "restart imps-sound.service imps.service"]
+    units = "imps-sound.service imps.service imps-web.service"
+    assert calls[:4] == ["daemon-reload", f"enable --quiet {units}", f"reset-failed {units}", f"restart {units}"]
     assert "is-active imps.service" in calls
     # Not root on the box: privileged steps went through sudo -n.
     assert "-n systemctl daemon-reload" in box.sudo_calls.read_text().splitlines()
@@ -356,7 +355,7 @@ def test_second_deploy_reuses_the_environment(box):
 def test_broken_release_is_rolled_back(box):
     ok(box.deploy())
     good = box.current()
-    restarts_before = box.systemctl_calls().count("restart imps-sound.service imps.service")
+    restarts_before = box.systemctl_calls().count("restart imps-sound.service imps.service imps-web.service")
     box.set_cli(BROKEN_CLI)
     r = box.deploy()
     assert r.returncode != 0
@@ -366,11 +365,11 @@ def test_broken_release_is_rolled_back(box):
     assert f"ROLLED BACK to {good.name}, which is running again" in r.stderr
     assert "journal stand-in" in r.stderr          # the failing release's log lines are shown
     assert "systemctl restart reported a failed start" in r.stderr
-    restarts = box.systemctl_calls().count("restart imps-sound.service imps.service") - restarts_before
+    restarts = box.systemctl_calls().count("restart imps-sound.service imps.service imps-web.service") - restarts_before
     assert restarts == 2, "expected one restart into the broken release and one back"
     calls = box.systemctl_calls()
-    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service")
-    assert calls[last_restart - 1] == "reset-failed imps-sound.service imps.service", \
+    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service imps-web.service")
+    assert calls[last_restart - 1] == "reset-failed imps-sound.service imps.service imps-web.service", \
         "the rollback must clear a start-limit hit before restarting"
     assert broken.exists(), "the broken release is kept for inspection"
 
@@ -399,8 +398,8 @@ def test_rollback_restores_the_previous_units_and_model(box, tmp_path):
     assert os.readlink(box.state / "models" / "current.tflite") == "old-9d.tflite"
     assert os.readlink(box.state / "models" / "current.json") == "old-9d.json"
     calls = box.systemctl_calls()[calls_before:]
-    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service")
-    assert "daemon-reload" in calls[calls.index("restart imps-sound.service imps.service") + 1:last_restart], \
+    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service imps-web.service")
+    assert "daemon-reload" in calls[calls.index("restart imps-sound.service imps.service imps-web.service") + 1:last_restart], \
         "systemd must re-read the restored units before the rollback's restart"
     assert "units and model restored" in r.stdout
 
@@ -602,6 +601,17 @@ def test_provision_for_real_is_idempotent(tmp_path, provision_stubs):
         rule = root / "etc" / "polkit-1" / "rules.d" / "50-imps-poweroff.rules"
         assert rule.stat().st_mode & 0o777 == 0o644 and f'subject.user == "{user}"' in rule.read_text()
         assert "reboot the box once" in first.stdout
+        # The page: a generated password printed once, kept only as a hash that the page's own code accepts.
+        from imps.web.auth import read_password_file, verify_password
+        password = re.search(r"the page's password, shown this once \(kept only as a hash\): (\S+)",
+                             first.stdout).group(1)
+        hashed = read_password_file(state / "web" / "password")
+        assert password not in hashed and verify_password(password, hashed)
+        assert (state / "web" / "password").stat().st_mode & 0o777 == 0o600
+        assert (state / "web" / "key.pem").stat().st_mode & 0o777 == 0o600
+        assert "BEGIN CERTIFICATE" in (state / "web" / "cert.pem").read_text()
+        assert "web: certificate sha256 Fingerprint=" in first.stdout
+        assert config.status.file == "/run/imps/status.json"
 
         (root / "etc" / "imps" / "box.toml").write_text("# edited by hand\n")
         second = ok(subprocess.run(["bash", str(PROVISION), "--on-box"], capture_output=True, text=True,

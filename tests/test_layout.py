@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "device" / "imps"
 
 #: Lowest first. The top level (errors, ranges, modes, threads, journal...) is the foundation;
 #: cli and __main__ are the top.
-LAYERS = ["imps", "imps.model", "imps.io", "imps.panel", "imps.box", "imps.sim", "imps.bench", "imps.cli"]
+LAYERS = ["imps", "imps.model", "imps.io", "imps.panel", "imps.box", "imps.sim", "imps.web", "imps.bench",
+          "imps.cli"]
 TOP = {"imps.cli": "imps.cli", "imps.__main__": "imps.cli"}
 
 

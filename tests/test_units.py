@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy" / "deploy.sh"
-UNITS = ["imps.service", "imps-sound.service"]
+UNITS = ["imps.service", "imps-sound.service", "imps-web.service"]
 MAX_EXPOSURE = 3.0
 
 
@@ -113,6 +113,27 @@ def test_sound_service_contract(rendered):
     assert "-open ${PD_PATCH}" in service["ExecStart"]
     assert f"PD_PATCH={prefix}/current/deploy/sound/imps.pd" in (out / "imps-sound.service").read_text()
     assert service["EnvironmentFile"] == "-/etc/imps/sound.env"
+
+
+def test_web_service_contract(rendered):
+    """The page: its own unit, only when provisioned, HTTPS with the per-box password, below the box."""
+    out, prefix, state = rendered
+    text = (out / "imps-web.service").read_text()
+    unit = read_unit(out / "imps-web.service")
+    service = unit["Service"]
+    command = " ".join(service["ExecStart"].replace("\\\n", " ").split())
+    assert command.startswith(f"{prefix}/current/bin/imps web --box-config /etc/imps/box.toml ")
+    for part in (f"--password-file {state}/web/password", f"--cert {state}/web/cert.pem",
+                 f"--key {state}/web/key.pem", f"--models-dir {state}/models"):
+        assert part in command, part
+    assert f"ConditionPathExists={state}/web/password" in text      # no password, no page
+    assert service["User"] == "imps" and int(service["Nice"]) > 0 and service["MemoryMax"]
+    assert service["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
+    for setting in ("ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "PrivateDevices=yes",
+                    "ProtectProc=invisible", "SystemCallFilter=@system-service", "RestrictRealtime=yes",
+                    "MemoryDenyWriteExecute=yes", "IPAddressDeny=any"):
+        assert f"\n{setting}\n" in text, f"imps-web.service lost {setting}"
+    assert "imps.service" in unit["Unit"]["After"]
 
 
 def test_make_prints_the_exposure():

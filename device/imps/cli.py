@@ -51,6 +51,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    parser.add_argument("--web", nargs="?", type=int, const=8080, metavar="PORT",
+                        help="the box's page beside it, on 127.0.0.1:PORT (default 8080; 0: any free port); "
+                             "a URL with a one-time token is printed")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -120,6 +123,11 @@ def run_command(args) -> int:
         config = with_overrides(data, source, run_overrides(args, sim.overrides()))
         if sim.needs_dimension:
             config = with_overrides(data, source, run_overrides(args, sim.overrides(config.engine.dimension)))
+        if getattr(args, "web", None) is not None and not config.status.file:   # the page reads the status
+            from .web.command import status_file_for_page
+            extra = sim.overrides(config.engine.dimension) if sim.needs_dimension else sim.overrides()
+            extra.setdefault("status", {})["file"] = status_file_for_page()
+            config = with_overrides(data, source, run_overrides(args, extra))
         sim.start(config)
         sound_engine = start_sound_engine(config, args)
         box = None
@@ -148,12 +156,15 @@ def start_sound_engine(config, args):
 def _run_box(box, sim, args, stop: threading.Event, reload_requested: threading.Event) -> int:
     """Start the box, run the status loop until a signal (or --duration), stop it once."""
     from .box.status import status_loop
-    keys = keys_panel = None
+    keys = keys_panel = page = None
     live = False
     try:
         if stop.is_set():            # a stop signal while loading: the box never starts
             return 0
         box.start()                  # a failed start releases what started, then raises
+        if getattr(args, "web", None) is not None:
+            from .web.command import start_beside
+            page = start_beside(box, args.config, box.config.status.file, port=args.web)
         live = box.config.status.terminal and sys.stdout.isatty()
         if sim.simulate or sim.midi_file:
             from .sim.keys import KEYS_HELP
@@ -166,6 +177,9 @@ def _run_box(box, sim, args, stop: threading.Event, reload_requested: threading.
                 box.note = (KEYS_HELP, time.monotonic())
         return status_loop(box, stop, reload_requested, live, args.duration)
     finally:
+        if page is not None:
+            from .web.command import stop_beside
+            stop_beside(page, box.config.status.file)
         if keys is not None:
             keys.stop()              # the terminal back as it was
         if keys_panel is not None:
@@ -258,6 +272,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from .bench.soak import add_soak_arguments, soak_command
         add_soak_arguments(soak)
         soak.set_defaults(func=soak_command)
+
+    web = sub.add_parser("web", help="the box's own web page (its own process), or set its password",
+                         description="The box's page: Play, Models, Logs and Config from a phone, talking to "
+                                     "the box only through its control port, status file and folders.")
+    if wanted("web"):
+        from .web.command import add_web_arguments, web_command
+        add_web_arguments(web)
+        web.set_defaults(func=web_command)
 
     return parser
 

@@ -77,6 +77,7 @@ class Box:
         self.restart_needed: list[str] = []   # "[osc] control_port" keys changed on disk, not yet running
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
+        self.last_reload: tuple[float, str] | None = None   # (wall time, "reloaded ..." or "refused: why")
         self._stopped = threading.Event()
         e = config.engine
 
@@ -189,12 +190,15 @@ class Box:
         self.notifier.reloading()
         try:
             ok = self._reload()
+            self.last_reload = (time.time(), f"reloaded {self.config.source}")
         except ImpsError as exc:   # ConfigError, ModelError: one clear line
             log.error("reload refused, still playing the previous configuration and model: %s", one_line(exc))
             ok = False
+            self.last_reload = (time.time(), f"refused: {exc}")
         except Exception as exc:   # not foreseen: refused all the same, with the traceback for the bug report
             log.exception("reload refused, still playing the previous configuration and model: %s", one_line(exc))
             ok = False
+            self.last_reload = (time.time(), f"refused: {type(exc).__name__}: {exc}")
         self.notifier.ready(self.status_line())
         return ok
 

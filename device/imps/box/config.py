@@ -144,6 +144,7 @@ class StatusConfig(Section):
     section: ClassVar[str] = "status"
     interval: float = 0.5                # seconds between status updates (terminal and systemd)
     terminal: bool = True                # live one-line status when stdout is a terminal
+    file: str = ""                       # the status as JSON, replaced every interval, for the page ("": none)
 
 
 # -- hardware ------------------------------------------------------------------

@@ -6,9 +6,12 @@ terminal, to systemd (``STATUS=``) and, when the box stops, to stderr.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import time
+from pathlib import Path
 
 from .parts import OscPart
 
@@ -65,6 +68,40 @@ def status_line(box) -> str:
     return " | ".join(parts)
 
 
+def control_port(box) -> int | None:
+    """The port the box's OSC control receiver listens on (None: OSC is off)."""
+    osc = box.part(OscPart)
+    receiver = osc.receivers.get("control") if osc is not None else None
+    return receiver.port if receiver is not None else None
+
+
+def status_record(box, line: str) -> dict:
+    """The status as data, for the page (``[status] file``): the line, the engine's figures, the model, the reload."""
+    e = box.engine
+    model = e.model
+    settings = {"time_scale": e.time_scale, "threshold": e.response_threshold}
+    if model is not None:
+        settings.update(pi_temperature=model.pi_temperature, sigma_temperature=model.sigma_temperature)
+    return {"pid": os.getpid(), "time": time.time(), "line": line, "engine": e.status(), "settings": settings,
+            "control_port": control_port(box),
+            "uptime": time.monotonic() - box.started_at, "dimension": box.config.engine.dimension,
+            "model": str(model.path) if model is not None else None, "config": box.config.source,
+            "log": str(box.logwriter.path) if box.logwriter is not None else None,
+            "last_reload": box.last_reload, "restart_needed": box.restart_needed}
+
+
+def write_status_file(path: str, record: dict) -> None:
+    """Replace ``path`` atomically (a reader never sees half a file); a failure is logged once, never raised."""
+    tmp = f"{path}.tmp"
+    try:
+        Path(tmp).write_text(json.dumps(record))
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError) as exc:
+        if not getattr(write_status_file, "warned", False):
+            write_status_file.warned = True
+            log.warning("cannot write the status file %s: %s (the page shows no status)", path, exc)
+
+
 def status_loop(box, stop, reload_requested, live: bool, duration: float | None = None) -> int:
     """The main thread while the box plays: reloads, health, the status line; 1 when a thread died."""
     deadline = time.monotonic() + duration if duration else None
@@ -82,6 +119,8 @@ def status_loop(box, stop, reload_requested, live: bool, duration: float | None 
             if box.recording is not None:
                 box.recording.poll()     # asks again until the sound engine has the file
             line = box.status_line()
+            if box.config.status.file:
+                write_status_file(box.config.status.file, status_record(box, line))
             if line != last:
                 box.notifier.status(line)
                 last = line

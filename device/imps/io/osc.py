@@ -69,10 +69,19 @@ def encode_floats(address: str, values) -> bytes:
     return _padded(address.encode()) + _padded(b"," + b"f" * n) + struct.pack(f">{n}f", *values)
 
 
-def encode_strings(address: str, values) -> bytes:
-    """An OSC message with string arguments (UTF-8)."""
-    return (_padded(address.encode()) + _padded(b"," + b"s" * len(values))
-            + b"".join(_padded(v.encode()) for v in values))
+def encode_message(address: str, args=()) -> bytes:
+    """An OSC message with string (s), integer (i) and float (f) arguments (the control port's kinds)."""
+    tags, data = ",", b""
+    for a in args:
+        if isinstance(a, str):
+            tags, data = tags + "s", data + _padded(a.encode())
+        elif isinstance(a, int) and not isinstance(a, bool):
+            tags, data = tags + "i", data + struct.pack(">i", a)
+        elif isinstance(a, float):
+            tags, data = tags + "f", data + struct.pack(">f", a)
+        else:
+            raise TypeError(f"OSC argument {a!r:.40}: expected a string, an integer or a float")
+    return _padded(address.encode()) + _padded(tags.encode()) + data
 
 
 # ---------------------------------------------------------------- strict decoding
@@ -202,7 +211,7 @@ class SoundOut:
 
     def send_strings(self, address: str, values=()) -> None:
         """A command to the sound engine with string arguments (``/record FILE.wav``)."""
-        self._send(address, encode_strings(address, values))
+        self._send(address, encode_message(address, [str(v) for v in values]))
 
     def _send(self, address: str, packet: bytes) -> None:
         try:
@@ -375,4 +384,4 @@ class OscReceiver:
                         traceback=True)
 
 
-__all__ = ["OscReceiver", "SoundOut", "decode", "encode_floats", "udp_drops"]
+__all__ = ["OscReceiver", "SoundOut", "decode", "encode_floats", "encode_message", "udp_drops"]
