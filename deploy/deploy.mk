@@ -6,7 +6,7 @@ provision:  ## prepare a fresh Raspberry Pi OS Lite box: make provision HOST=use
 	@bash deploy/provision.sh $(if $(DRY_RUN),--dry-run) "$(HOST)"
 
 # The device environment's pip (make setup) fetches the box's wheels (deploy/wheelhouse.py).
-deploy:  ## deploy this tree to a box, roll back if it fails: make deploy HOST=user@host [MODEL=path]
+deploy:  ## deploy this tree to a box, roll back if it fails: make deploy HOST=user@host [MODEL=path] (an IMPSY model is converted first)
 	@bash deploy/deploy.sh deploy "$(HOST)" "$(MODEL)"
 
 fetch-logs:  ## pull a box's interaction logs into logs/<host>/: make fetch-logs HOST=user@host

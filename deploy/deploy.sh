@@ -22,6 +22,8 @@
 #   IMPS_READY_TIMEOUT=60        seconds to wait for the service to come up
 #   IMPS_SETTLE=3                seconds it must then stay up
 #   IMPS_KEEP=5                  releases kept
+#   IMPS_CONVERT=1               0: deploy an IMPSY MODEL as it is, not converted first
+#   IMPS_WORK_PYTHON=.venv/work/bin/python   the workstation's Python that converts it
 #   IMPS_WHEELS=                 (on the box) install the environment offline from this folder
 #   IMPS_ENV_INSTALL=            test seam: shell command that creates the environment
 #                                in "$ENV_DIR" (run in the release dir) instead of the
@@ -69,10 +71,42 @@ remote_env() {
   return 0
 }
 
+# An IMPSY model (a .keras, or a .tflite without the box's sidecar) becomes the box's own
+# faster format first (`imps-train convert-impsy`, docs/impsy.md); prints the file to send.
+# A .tflite it cannot convert is sent as it is (the box plays IMPSY's files unconverted).
+convert_model() {
+  local model=$1 python=${IMPS_WORK_PYTHON:-$SOURCE/.venv/work/bin/python} out err
+  case $model in
+    *.keras|*.h5) ;;
+    *.tflite) if [ -f "${model%.*}.json" ] || [ "${IMPS_CONVERT:-1}" = 0 ]; then echo "$model"; return; fi ;;
+    *) echo "$model"; return ;;
+  esac
+  if [ ! -x "$python" ]; then
+    case $model in *.tflite) ;; *) die "MODEL=$model: converting it needs the workstation environment ($python): make setup" ;; esac
+    echo "deploy: WARNING: no workstation environment ($python) to convert $model: it goes as it is (make setup, then deploy again, for the faster converted model)" >&2
+    echo "$model"; return
+  fi
+  out=$SOURCE/build/models/$(basename "${model%.*}").tflite
+  say "model $model has no sidecar: converting it to the box's own format (imps-train convert-impsy)" >&2
+  # Its report goes to the terminal (stderr: stdout is the file name), its errors to $err.
+  if { err=$("$python" -c 'import sys; from imps_train.cli import main; sys.argv[0] = "imps-train"; sys.exit(main())' \
+             convert-impsy "$model" -o "$out" 2>&1 1>&3); } 3>&2; then
+    say "converted: $out (and its sidecar), verified against $model" >&2
+    echo "$out"
+    return
+  fi
+  case $model in
+    *.tflite) echo "deploy: $(tail -n 1 <<<"$err"); it goes as it is, unconverted" >&2
+              echo "$model" ;;
+    *) die "$(tail -n 1 <<<"$err")" ;;
+  esac
+}
+
 cmd_deploy() {
   need_host "${1:-}" deploy
   local model=${2:-}
   [ -z "$model" ] || [ -f "$model" ] || die "MODEL=$model: no such file"
+  [ -z "$model" ] || model=$(convert_model "$model")
   local rev id
   rev=$(git -C "$SOURCE" rev-parse --short HEAD 2>/dev/null || echo nogit)
   [ -z "$(git -C "$SOURCE" status --porcelain -- device deploy 2>/dev/null)" ] || rev+=-dirty
@@ -89,8 +123,12 @@ cmd_deploy() {
     --exclude __pycache__ --exclude '*.egg-info' --exclude '*.pyc' \
     "$SOURCE/device" "$SOURCE/deploy" "$SOURCE/docs" "$HOST:$release/"
   if [ -n "$model" ]; then
-    local files=("$model")
-    [ -f "${model%.*}.json" ] && files+=("${model%.*}.json")
+    local files=("$model") stem
+    stem=$(basename "${model%.*}")
+    if [ -f "${model%.*}.json" ]; then files+=("${model%.*}.json")
+    else   # a sidecar left by an earlier model of this name (say, its converted twin) would not match
+      remote "rm -f $(printf %q "$STATE/models/$stem.json")"
+    fi
     say "model ${files[*]} -> $STATE/models/"
     rsync -t --chmod=F0644 -e "ssh ${SSH_OPTS[*]}" "${files[@]}" "$HOST:$STATE/models/"
   fi
@@ -279,16 +317,49 @@ switch_to() {
   mv -T "$PREFIX/current.tmp" "$PREFIX/current"
 }
 
+# Install the units in folder $1 (rendered) and have systemd read them.
 install_units() {
-  local tmp unit
-  tmp=$(mktemp -d)
-  cmd_render_units "$tmp"
+  local unit
   for unit in "${UNITS[@]}"; do
-    $SUDO install -m 0644 "$tmp/$unit" "$UNIT_DIR/$unit"
+    $SUDO install -m 0644 "$1/$unit" "$UNIT_DIR/$unit"
   done
-  rm -rf "$tmp"
   $SUDO systemctl daemon-reload
   $SUDO systemctl enable --quiet "${UNITS[@]}"
+}
+
+# What the running release was installed with, kept in folder $1 for a rollback: its units
+# as installed, and models/current.* (links, or files) as they are.
+save_installed() {
+  local unit ext
+  mkdir -p "$1/units" "$1/models"
+  for unit in "${UNITS[@]}"; do
+    if [ -f "$UNIT_DIR/$unit" ]; then cp "$UNIT_DIR/$unit" "$1/units/$unit"; fi
+  done
+  for ext in tflite json; do
+    if [ -e "$STATE/models/current.$ext" ] || [ -L "$STATE/models/current.$ext" ]; then
+      cp -P "$STATE/models/current.$ext" "$1/models/"
+    fi
+  done
+}
+
+# Put back what save_installed kept for release $2. A unit that was not installed (removed
+# by hand) is rendered from that release's own templates.
+restore_installed() {
+  local saved=$1 previous=$2 unit ext
+  for unit in "${UNITS[@]}"; do
+    if [ ! -f "$saved/units/$unit" ]; then
+      bash "$previous/deploy/deploy.sh" render-units "$saved/rendered"
+      cp "$saved/rendered/$unit" "$saved/units/$unit"
+    fi
+  done
+  install_units "$saved/units"
+  for ext in tflite json; do
+    rm -f "$STATE/models/current.$ext"
+    if [ -e "$saved/models/current.$ext" ] || [ -L "$saved/models/current.$ext" ]; then
+      cp -P "$saved/models/current.$ext" "$STATE/models/"
+    fi
+  done
+  say "units and model restored to those $(basename "$previous") ran with"
 }
 
 # Active (Type=notify: READY=1 was sent) and still active SETTLE seconds later.
@@ -340,12 +411,18 @@ cmd_activate() {
   # Byte-compile now: under ProtectSystem=strict the service cannot write __pycache__.
   "$release/venv/bin/python" -m compileall -q "$release/device/imps" >/dev/null ||
     echo "deploy: warning: some device code does not compile" >&2
+  local saved rendered
+  saved=$(mktemp -d); rendered=$(mktemp -d)
+  save_installed "$saved"
   [ -z "$model" ] || use_model "$model"
   switch_to "$release"
-  install_units
+  cmd_render_units "$rendered"
+  install_units "$rendered"
+  rm -rf "$rendered"
   say "restarting imps on $(basename "$release")"
   restart
   if wait_ready; then
+    rm -rf "$saved"
     say "deployed $(basename "$release")"
     prune "$release" "$previous"
     return 0
@@ -353,9 +430,13 @@ cmd_activate() {
   echo "deploy: release $(basename "$release") did not come up within ${READY_TIMEOUT}s; its last log lines:" >&2
   $SUDO journalctl -u imps.service -n 20 --no-pager >&2 || true
   if [ -z "$previous" ] || [ ! -d "$previous" ]; then
+    rm -rf "$saved"
     die "no previous release to roll back to; the box is down"
   fi
+  # The previous release runs again as it ran: its code, its units, its model.
   switch_to "$previous"
+  restore_installed "$saved" "$previous"
+  rm -rf "$saved"
   restart
   if wait_ready; then
     die "ROLLED BACK to $(basename "$previous"), which is running again; $(basename "$release") is kept for inspection"

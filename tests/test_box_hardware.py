@@ -21,7 +21,7 @@ from imps.panel import mock
 from imps.panel.patterns import NO_MODEL, NO_SENSOR_BOARD
 from imps.box.config import PACKAGE_DIR, SECTIONS, load_config
 from imps.errors import ConfigError
-from imps.io.log import read_log
+from imps.io.interaction_log import read_log
 from imps.modes import Mode
 from imps.io.serial_frames import sensor_frame
 from imps.settings import keys

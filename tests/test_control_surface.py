@@ -25,7 +25,7 @@ from imps.model.rows import MAX_DT, MIN_DT
 from imps.model.sampling import Sampler
 from imps.box.scheduler import Scheduler
 from osc_listener import send
-from support import wait_until
+from support import free_port, wait_until
 
 
 def raw(port: int, data: bytes) -> None:
@@ -45,7 +45,7 @@ def box(boxes):
 
 
 def control(b):
-    return b.receivers[1]
+    return b.receiver("control")
 
 
 # ---------------------------------------------------------------- item 1
@@ -95,11 +95,11 @@ def test_a_handler_bug_is_counted_with_its_traceback_and_the_listener_lives(box,
 
 def test_the_interface_listener_survives_every_wrong_argument(box, sound):
     b = box()
-    port = b.receivers[0].port
+    port = b.receiver("interface").port
     for data in (osc("/interface"), osc("/interface", ",s", b"abc\0"), osc("/interface", ",T"),
                  encode_floats("/interface", [math.inf, 0.5, 0.5]), encode_floats("/interface", [0.5] * 9)):
         raw(port, data)
-    wait_until(lambda: b.receivers[0].errors["bad arguments"] == 5, what="five bad /interface counted")
+    wait_until(lambda: b.receiver("interface").errors["bad arguments"] == 5, what="five bad /interface counted")
     send(port, "/interface", 0.25, 0.5, 0.75)
     got = sound.wait_for("/performer", 1)
     assert got[0][1] == pytest.approx([0.25, 0.5, 0.75])
@@ -303,9 +303,9 @@ def test_decode_reads_what_controllers_send():
 
 def test_a_truncated_message_is_counted_and_never_played(box, sound):
     b = box()
-    port = b.receivers[0].port
+    port = b.receiver("interface").port
     raw(port, TWO_OF_THREE)
-    wait_until(lambda: b.receivers[0].errors["malformed"] == 1, what="the truncated message counted")
+    wait_until(lambda: b.receiver("interface").errors["malformed"] == 1, what="the truncated message counted")
     send(port, "/interface", 0.75, 0.5, 0.25)
     got = sound.wait_for("/performer", 1)
     assert [args for _, args in got] == [pytest.approx([0.75, 0.5, 0.25])]   # only the whole one
@@ -354,27 +354,23 @@ def test_a_flood_of_bad_osc_is_shown_by_kind_and_barely_reaches_the_journal(tmp_
     assert len(err.splitlines()) < 40
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- item 10: lost input apart from dropped notes
 def test_discarded_model_notes_are_not_counted_as_lost_input(box):
     b = box("layered")
-    port = b.receivers[0].port
+    port = b.receiver("interface").port
     for i in range(600):                       # far more companions than the schedule holds
         send(port, "/interface", (i % 10) / 10, 0.5, 0.5)
         if i % 20 == 0:
             time.sleep(0.01)
     wait_until(lambda: b.engine.stats.performer_events + b.engine.status()["lost_inputs"]
-             + (b.receivers[0].kernel_drops() or 0) == 600, timeout=60, what="all 600 events played or counted")
+             + (b.receiver("interface").kernel_drops() or 0) == 600, timeout=60, what="all 600 events played or counted")
     s = b.engine.status()
     assert s["dropped_notes"] > 0
     line = b.status_line()
     assert f"notes dropped {s['dropped_notes']}" in line
-    lost = s["lost_inputs"] + (b.receivers[0].kernel_drops() or 0)
+    lost = s["lost_inputs"] + (b.receiver("interface").kernel_drops() or 0)
     assert f"lost {lost}" in line
     assert lost < s["dropped_notes"], "model notes must not be counted as lost performer input"
 

@@ -6,7 +6,7 @@ import pytest
 from support import DATASETS, published
 from imps.model.dataset import Dataset, load_dataset
 from imps.errors import DatasetError
-from imps.io.log import log_filename
+from imps.io.interaction_log import log_filename
 from imps_train import collate
 
 

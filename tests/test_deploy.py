@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from support import free_port, stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
 
@@ -44,12 +46,6 @@ STUB_CLI = textwrap.dedent('''\
 BROKEN_CLI = "import imps.no_such_module  # a release that cannot start\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
@@ -60,7 +56,7 @@ class LoopbackSshd:
     def __init__(self, workdir: Path):
         self.dir = workdir
         self.user = f"impsdep{os.getpid() % 100000}"
-        self.port = free_port()
+        self.port = free_port(socket.SOCK_STREAM)
         self.proc = None
         self.home = Path(tempfile.mkdtemp(prefix="imps-deploy-home-", dir="/tmp"))
         run(["useradd", "--no-create-home", "--home-dir", str(self.home), "--shell", "/bin/bash",
@@ -127,13 +123,8 @@ class LoopbackSshd:
             time.sleep(0.2)
 
     def close(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc:
+            stop_process(self.proc)
         self.log.close()
         if subprocess.run(["userdel", self.user], capture_output=True).returncode != 0:
             subprocess.run(["userdel", "-f", self.user], capture_output=True)
@@ -300,6 +291,48 @@ def test_first_deploy(box, tmp_path):
     assert "mode=user" in r.stdout            # the service's STATUS line is reported
 
 
+def test_an_impsy_model_is_converted_first_and_says_so(box, impsy_models, tmp_path):
+    """MODEL=<IMPSY's .tflite> goes to the box in the box's own format, with its sidecar; with
+    IMPS_CONVERT=0 it goes as it is, and the converted twin's sidecar does not stay beside it."""
+    import json
+    import sys
+    model = tmp_path / impsy_models[4].name
+    shutil.copy(impsy_models[4], model)
+    r = ok(box.deploy(str(model), IMPS_WORK_PYTHON=sys.executable))
+    assert f"model {model} has no sidecar: converting it to the box's own format" in r.stderr
+    assert "matches reference over 200 steps" in r.stderr and "converted: " in r.stderr
+    models = box.state / "models"
+    sent = models / model.name
+    assert sent.read_bytes() != model.read_bytes()
+    sidecar = json.loads((models / f"{model.stem}.json").read_text())
+    assert sidecar["converted_from"]["file"] == model.name
+    assert os.readlink(models / "current.json") == f"{model.stem}.json"
+    r = ok(box.deploy(str(model), IMPS_WORK_PYTHON=sys.executable, IMPS_CONVERT="0"))
+    assert "converting" not in r.stderr
+    assert sent.read_bytes() == model.read_bytes()
+    assert not (models / f"{model.stem}.json").exists() and not (models / "current.json").exists()
+
+
+def test_an_impsy_model_it_cannot_convert_goes_as_it_is(box, impsy, tmp_path):
+    import sys
+    model = Path(impsy("models", tmp_path, 4, "--optimise")["models"][0])
+    r = ok(box.deploy(str(model), IMPS_WORK_PYTHON=sys.executable))
+    assert "cannot convert it: its weights are quantised" in r.stderr
+    assert "it goes as it is, unconverted" in r.stderr
+    assert (box.state / "models" / model.name).read_bytes() == model.read_bytes()
+    r = box.deploy(str(model), IMPS_WORK_PYTHON=str(tmp_path / "no-python"))
+    assert r.returncode == 0 and "no workstation environment" in r.stderr
+
+
+def test_an_impsy_keras_it_cannot_convert_stops_the_deploy(box, tmp_path):
+    import sys
+    model = tmp_path / "broken.keras"
+    model.write_text("{}")
+    r = box.deploy(str(model), IMPS_WORK_PYTHON=sys.executable)
+    assert r.returncode != 0 and "cannot convert it: Keras cannot load it" in r.stderr
+    assert not (box.prefix / "releases").exists() or not list((box.prefix / "releases").iterdir())
+
+
 def test_second_deploy_reuses_the_environment(box):
     ok(box.deploy())
     first = box.current()
@@ -342,6 +375,36 @@ def test_broken_release_is_rolled_back(box):
     assert broken.exists(), "the broken release is kept for inspection"
 
 
+def test_rollback_restores_the_previous_units_and_model(box, tmp_path):
+    """The previous release runs again under the units it was installed with, and on its model:
+    a broken release that brings a changed unit and a new model leaves neither behind."""
+    old_model = tmp_path / "old-9d.tflite"
+    old_model.write_bytes(b"TFL3 the model the good release plays")
+    (tmp_path / "old-9d.json").write_text('{"dimension": 9}\n')
+    ok(box.deploy(str(old_model)))
+    good = box.current()
+    good_units = {name: (box.units / name).read_text() for name in ("imps.service", "imps-sound.service")}
+    template = box.source / "deploy" / "systemd" / "imps.service"
+    template.write_text(template.read_text().replace("TimeoutStartSec=60", "TimeoutStartSec=61"))
+    new_model = tmp_path / "new-9d.tflite"
+    new_model.write_bytes(b"TFL3 the broken release's model")
+    box.set_cli(BROKEN_CLI)
+    calls_before = len(box.systemctl_calls())
+    r = box.deploy(str(new_model))
+    assert r.returncode != 0 and f"ROLLED BACK to {good.name}, which is running again" in r.stderr, r.stderr
+    assert box.current() == good
+    for name, text in good_units.items():
+        assert (box.units / name).read_text() == text, f"{name} is still the broken release's"
+    assert "TimeoutStartSec=60" in (box.units / "imps.service").read_text()
+    assert os.readlink(box.state / "models" / "current.tflite") == "old-9d.tflite"
+    assert os.readlink(box.state / "models" / "current.json") == "old-9d.json"
+    calls = box.systemctl_calls()[calls_before:]
+    last_restart = len(calls) - 1 - calls[::-1].index("restart imps-sound.service imps.service")
+    assert "daemon-reload" in calls[calls.index("restart imps-sound.service imps.service") + 1:last_restart], \
+        "systemd must re-read the restored units before the rollback's restart"
+    assert "units and model restored" in r.stdout
+
+
 def test_first_release_broken_has_nothing_to_roll_back_to(box):
     box.set_cli(BROKEN_CLI)
     r = box.deploy()
@@ -350,7 +413,7 @@ def test_first_release_broken_has_nothing_to_roll_back_to(box):
 
 
 def test_unreachable_host_is_rejected_quickly(box):
-    closed = free_port()
+    closed = free_port(socket.SOCK_STREAM)
     start = time.monotonic()
     r = box.deploy(host=f"{box.sshd.user}@127.0.0.1", IMPS_SSH_OPTS=f"-p {closed}")
     assert r.returncode != 0

@@ -6,7 +6,6 @@ environment. Nothing here imitates IMPSY: its model builder, converter,
 TfliteMDRNN, logging and dataset code do IMPSY's half.
 """
 import json
-import os
 import signal
 import subprocess
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from imps.model.model_file import NO_SIDECAR
 from notify_socket import NotifySocket
+from support import ImpsRun
 
 RUNTIMES = ["tflite-runtime", "ai-edge-litert"]
 DIMENSIONS = [2, 4, 9]
@@ -126,15 +126,14 @@ def test_impsys_optimised_models_need_ai_edge_litert_and_auto_finds_it(impsy, tm
 def box_config(tmp_path, model, dimension, runtime, sound_port, mode="duet") -> str:
     return (f'[model]\npath = "{model}"\nruntime = "{runtime}"\n'
             f'[engine]\nmode = "{mode}"\ndimension = {dimension}\n'
-            f'[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sound_port}\n'
+            f'[osc]\nsound_port = {sound_port}\n'
             f'[log]\ndirectory = "{tmp_path / "logs"}"\n')
 
 
-def start_box(tmp_path, text, sd, python):
+def start_box(tmp_path, text, sd, python) -> ImpsRun:
     config = tmp_path / "box.toml"
     config.write_text(text)
-    return subprocess.Popen([python, "-m", "imps", "run", "--config", str(config), "-q"], env=sd.env(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return ImpsRun(python, "--config", config, "-q", sd=sd)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -142,15 +141,11 @@ def start_box(tmp_path, text, sd, python):
 def test_imps_run_plays_an_impsy_model_without_a_sidecar(tmp_path, impsy_models, device_python, sound,
                                                          dimension, runtime):
     text = box_config(tmp_path, impsy_models[dimension], dimension, runtime, sound.port)
-    with NotifySocket() as sd:
-        proc = start_box(tmp_path, text, sd, device_python)
-        try:
-            sd.wait_for("READY", timeout=60)
-            played = sound.wait_for("/model", 10, timeout=30)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    with NotifySocket() as sd, start_box(tmp_path, text, sd, device_python) as box:
+        box.wait_for("READY", timeout=60)
+        played = sound.wait_for("/model", 10, timeout=30)
+        assert box.stop() == 0, box.stderr
+    err = box.stderr
     assert all(len(args) == dimension - 1 and all(0.0 <= v <= 1.0 for v in args) for _, args in played)
     assert f"({runtime}, 16 units)" in err
     assert "has no sidecar" in err and "IMPSY's defaults: input scale 10, pi temperature 1.5, sigma temperature 0.01" in err
@@ -167,20 +162,15 @@ def test_sighup_to_an_unloadable_model_of_any_kind_is_refused(tmp_path, impsy_mo
     bad = [impsy_flex_model, truncated, unpairable_model, impsy_models[9]]
     for runtime in RUNTIMES:
         text = box_config(tmp_path, good, 4, runtime, sound.port)
-        with NotifySocket() as sd:
-            proc = start_box(tmp_path, text, sd, device_python)
-            try:
-                sd.wait_for("READY", timeout=60)
-                for n, model in enumerate(bad, start=2):
-                    (tmp_path / "box.toml").write_text(text.replace(str(good), str(model)))
-                    proc.send_signal(signal.SIGHUP)
-                    sd.wait_for("READY", count=n, timeout=60)
-                    assert proc.poll() is None, f"the box died on reloading {model}"
-                    sound.wait_for("/model", 3, timeout=30, since=time.monotonic())
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+        with NotifySocket() as sd, start_box(tmp_path, text, sd, device_python) as box:
+            box.wait_for("READY", timeout=60)
+            for n, model in enumerate(bad, start=2):
+                (tmp_path / "box.toml").write_text(text.replace(str(good), str(model)))
+                box.proc.send_signal(signal.SIGHUP)
+                box.wait_for("READY", count=n, timeout=60)
+                sound.wait_for("/model", 3, timeout=30, since=time.monotonic())
+            assert box.stop() == 0, box.stderr
+        err = box.stderr
         assert "Traceback" not in err
         refused = [line for line in err.splitlines() if "reload refused" in line]
         assert len(refused) == len(bad), err
@@ -212,7 +202,7 @@ def impsy_dataset_rows(impsy, log_dir, dimension, out):
 def test_impsys_dataset_reads_a_log_the_box_wrote(tmp_path, impsy, dimension):
     import datetime as dt
     import numpy as np
-    from imps.io.log import LogWriter
+    from imps.io.interaction_log import LogWriter
     rng = np.random.default_rng(dimension)
     logs = tmp_path / "logs"
     when = dt.datetime(2026, 11, 29, 21, 0, 0, 123456)
@@ -230,7 +220,7 @@ def test_impsys_dataset_reads_a_log_the_box_wrote(tmp_path, impsy, dimension):
 @pytest.mark.parametrize("dimension", [4, 9])
 def test_imps_train_dataset_reads_a_log_impsy_wrote(tmp_path, impsy, dimension):
     import numpy as np
-    from imps.io.log import read_log
+    from imps.io.interaction_log import read_log
     logs = tmp_path / "logs"
     made = impsy("log", logs, dimension, "--events", 150, "--seed", dimension)   # IMPSY's own logging code
     records = read_log(made["log"])
@@ -254,18 +244,13 @@ def test_imps_run_runs_an_impsy_config(tmp_path, impsy_models, device_python, so
         f'[osc]\nserver_ip = "127.0.0.1"\nserver_port = 0\nclient_ip = "0.0.0.0"\nclient_port = {sound.port}\n')
     path = tmp_path / "config.toml"
     path.write_text(config)
-    with NotifySocket() as sd:
-        proc = subprocess.Popen([device_python, "-m", "imps", "run", "--config", str(path), "-q",
-                                 "--log-dir", str(tmp_path / "logs")], env=sd.env(os.environ), cwd=tmp_path / "models",
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            ready = sd.wait_for("READY", timeout=60)
-            assert "mode duet" in ready.fields["STATUS"]
-            played = sound.wait_for("/model", 10, timeout=30)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    with NotifySocket() as sd, ImpsRun(device_python, "--config", path, "-q", "--log-dir", tmp_path / "logs",
+                                       sd=sd, cwd=tmp_path / "models") as box:
+        ready = box.wait_for("READY", timeout=60)
+        assert "mode duet" in ready.fields["STATUS"]
+        played = sound.wait_for("/model", 10, timeout=30)
+        assert box.stop() == 0, box.stderr
+    err = box.stderr
     assert all(len(args) == 3 for _, args in played)
     assert f"{model.name} (" in err                      # the model path was resolved against the config's folder
     for key in ("log_predictions", "verbose", "[interaction] input_thru"):

@@ -105,3 +105,20 @@ def test_every_impsy_config_here_imports_to_a_box_config_that_loads(tmp_path, ca
     config, text, err = imported(tmp_path, source, capsys)
     assert config.engine.dimension >= 2
     assert err.strip().splitlines()[-1].endswith("not honoured (listed at the top of the box config)")
+
+
+def test_the_written_box_toml_reads_back_whatever_the_strings_and_keys_hold():
+    """A path with a newline, a quote or a control character, a key with a space, a note over
+    two lines: the written file is valid TOML and reads back to the same values (the hand-written
+    writer produced invalid TOML for each)."""
+    import tomllib
+    from imps.box.impsy_config import Note, box_toml
+    box = {"_comments": ["title: two\nlines"], "model": {"path": '/models/a "b"\nc\x01d\te.tflite'},
+           "midi": {"enabled": True, "output": [],
+                    "input": [{"device": "Launch Key\x7f", "transport": "alsa",
+                               "map": [{"type": "note", "channel": 1, "control": 0}]}]},
+           "odd": {"a key": 1.5}}
+    text = box_toml(box, [Note("[x] y", False, "first\nsecond")], "impsy.toml")
+    back = tomllib.loads(text)
+    assert back == {k: v for k, v in box.items() if not k.startswith("_")}
+    assert "# second" in text and "# lines" in text      # a note's newline stays inside the comment

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from imps.io.log import (FSYNC_DELAY, LogFile, LogWriter, dimension_from_filename, log_filename,
+from imps.io.interaction_log import (FSYNC_DELAY, LogFile, LogWriter, dimension_from_filename, log_filename,
                                   read_log)
 from support import wait_for
 

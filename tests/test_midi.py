@@ -7,7 +7,6 @@ missing name fails, an unplugged device's name leaves the list while its
 open ports go quiet. The ALSA transport itself is checked as far as this
 machine allows (python-rtmidi imports; no sequencer gives a clear error).
 """
-import threading
 import uuid
 from pathlib import Path
 
@@ -23,24 +22,13 @@ from imps.io.midi.source import MidiInput
 from imps.io.midi.transports import AlsaTransport, matches
 from imps.io.midi.voice import MidiOutput
 from imps.settings import decode
-from support import stuck_notes, wait_for
+from support import Emitted, stuck_notes, wait_for
 
 
 def unique(name):
     return f"{name} {uuid.uuid4().hex[:6]}"
 
 
-class Events:
-    def __init__(self):
-        self.items = []
-        self.lock = threading.Lock()
-
-    def __call__(self, values, channels=None):
-        with self.lock:
-            self.items.append((list(channels), [round(v, 6) for v in values]))
-
-    def __len__(self):
-        return len(self.items)
 
 
 # -- settings ----------------------------------------------------------------------
@@ -206,7 +194,7 @@ def test_several_devices_at_once_hot_plugged():
     knobs, keys = unique("knob box"), unique("keyboard")
     s = settings_in((knobs, [{"type": "control_change", "channel": 0, "number": 1, "control": 0}]),
                     (keys, [{"type": "note", "channel": 1, "control": 1}, {"type": "velocity", "channel": 1, "control": 2}]))
-    events = Events()
+    events = Emitted()
     source = MidiInput(s)
     source.start(events)
     try:
@@ -221,7 +209,7 @@ def test_several_devices_at_once_hot_plugged():
         keydev.send(mido.Message("program_change", program=3))   # no rule: unmapped
         kdev.send(mido.Message("clock"))                            # not a gesture: ignored
         assert wait_for(lambda: source.status()["unmapped"] == 1 and source.status()["ignored"] == 1)
-        assert events.items == [([0], [1.0]), ([1, 2], [1.0, 1.0])]
+        assert events.items == [([1.0], [0]), ([1.0, 1.0], [1, 2])]
         virtual.SYSTEM.unplug(knobs)                        # unplugged ...
         assert wait_for(lambda: source.status()["devices"] == [keys])
         kdev.send(mido.Message("control_change", control=1, value=0))   # a dead device says nothing
@@ -229,7 +217,7 @@ def test_several_devices_at_once_hot_plugged():
         assert wait_for(lambda: len(source.status()["devices"]) == 2)
         kdev.send(mido.Message("control_change", control=1, value=0))
         assert wait_for(lambda: len(events) == 3)
-        assert events.items[-1] == ([0], [0.0])
+        assert events.items[-1] == ([0.0], [0])
         assert source.status()["reconnects"] == 1 and source.alive()
     finally:
         source.stop()

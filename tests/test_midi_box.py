@@ -119,7 +119,7 @@ def test_midi_in_engine_midi_out_without_stuck_notes(rig, mode):
 
 
 def test_midi_input_is_logged_like_any_performer_event(rig, tmp_path):
-    from imps.io.log import read_log
+    from imps.io.interaction_log import read_log
     box, kdev, sdev = rig("user")
     kdev.send(mido.Message("control_change", control=74, value=127))
     kdev.send(mido.Message("note_on", note=127, velocity=127))

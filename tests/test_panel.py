@@ -31,7 +31,7 @@ from support import wait_for, wait_until
 LEDS = (5, 6, 13, 19)
 MODE, SHUTDOWN = 17, 27
 CFG = PanelConfig(mode_button=MODE, shutdown_button=SHUTDOWN, mode_leds=LEDS,
-                  debounce=0.03, long_press=1.0, shutdown_hold=1.5, shutdown_command=("/bin/echo", "bye"))
+                  debounce=0.03, long_press=0.5, shutdown_hold=0.8, shutdown_command=("/bin/echo", "bye"))
 PI4 = Platform("Raspberry Pi 4 Model B Rev 1.5", "bookworm")
 PI4_TRIXIE = Platform("Raspberry Pi 4 Model B Rev 1.5", "trixie")
 PI5 = Platform("Raspberry Pi 5 Model B Rev 1.0", "bookworm")
@@ -112,7 +112,7 @@ def test_long_press_resets_state_once_without_changing_mode(rig):
     pressed = time.monotonic()
     wait_until(lambda: rig.ctl.resets == 1, what="the reset")
     assert rig.ctl.reset_at - pressed >= CFG.long_press, "not before long_press"
-    time.sleep(1.5)                                # still held: a long press resets once
+    time.sleep(0.6)                                # still held: a long press resets once
     mock.release(rig.factory, MODE)
     wait_until(lambda: leds(rig.factory) == lit(Mode.USER), what="the user LED alone")
     assert rig.ctl.resets == 1 and rig.ctl.mode == Mode.USER
@@ -132,10 +132,10 @@ def test_reset_flashes_all_leds_briefly(rig):
 def test_bounces_shorter_than_debounce_do_nothing():
     factory = MockFactory()
     ctl = FakeController()
-    cfg = PanelConfig(mode_button=MODE, shutdown_button=None, mode_leds=LEDS, debounce=0.4, long_press=3.0)
+    cfg = PanelConfig(mode_button=MODE, shutdown_button=None, mode_leds=LEDS, debounce=0.2, long_press=1.5)
     panel = Panel(factory, ctl, cfg).start()
     try:
-        for _ in range(10):                    # contact bounce: edges far closer together than 0.4 s
+        for _ in range(10):                    # contact bounce: edges far closer together than 0.2 s
             mock.press(factory, MODE)
             mock.release(factory, MODE)
         for _ in range(5):
@@ -143,16 +143,16 @@ def test_bounces_shorter_than_debounce_do_nothing():
             time.sleep(0.01)
             mock.release(factory, MODE)
             time.sleep(0.01)
-        time.sleep(1.0)                        # well past the settle time: nothing counted
+        time.sleep(0.5)                        # well past the settle time: nothing counted
         assert ctl.mode == Mode.USER and panel.status()["mode_presses"] == 0
         for _ in range(5):                     # a bouncy press that then settles counts once
             mock.press(factory, MODE)
             mock.release(factory, MODE)
         mock.press(factory, MODE)
-        time.sleep(0.8)
+        time.sleep(0.5)
         mock.release(factory, MODE)
         wait_until(lambda: ctl.mode == Mode.CALL_RESPONSE, what="one mode change")
-        time.sleep(1.0)
+        time.sleep(0.5)
         assert panel.status()["mode_presses"] == 1
     finally:
         panel.stop()
@@ -160,8 +160,8 @@ def test_bounces_shorter_than_debounce_do_nothing():
 
 
 def test_shutdown_needs_a_long_hold_and_runs_once(rig):
-    held = tap(rig.factory, SHUTDOWN, 0.5)         # a third of shutdown_hold: nothing
-    time.sleep(1.5)
+    held = tap(rig.factory, SHUTDOWN, 0.25)        # under a third of shutdown_hold: nothing
+    time.sleep(0.8)
     assert rig.commands == [] and held < CFG.shutdown_hold
     mock.press(rig.factory, SHUTDOWN)
     pressed = time.monotonic()
@@ -169,9 +169,9 @@ def test_shutdown_needs_a_long_hold_and_runs_once(rig):
     assert time.monotonic() - pressed >= CFG.shutdown_hold, "not before shutdown_hold"
     assert rig.panel.shutting_down
     wait_until(lambda: leds(rig.factory) == (True,) * 4, what="all LEDs on while shutting down")
-    time.sleep(2.0)                                # held on: once is enough
+    time.sleep(1.0)                                # held on: once is enough
     mock.release(rig.factory, SHUTDOWN)
-    tap(rig.factory, SHUTDOWN, 2.0)
+    tap(rig.factory, SHUTDOWN, 1.0)
     time.sleep(0.5)
     assert len(rig.commands) == 1 and leds(rig.factory) == (True,) * 4
 

@@ -1,7 +1,6 @@
 """SerialInput over real pseudo-terminals (os.openpty) and loop://."""
 import os
 import random
-import threading
 import time
 from types import SimpleNamespace
 
@@ -13,20 +12,9 @@ from imps.io.serial_input import ActuatorOutput, SerialInput, SerialSettings, re
 from imps.model.rows import to_unit
 from imps.settings import decode
 from imps.sim.board import SimulatedBoard
-from support import performance, wait_for
+from support import Emitted, performance, wait_for
 
 
-class Events:
-    def __init__(self):
-        self.items = []
-        self.lock = threading.Lock()
-
-    def __call__(self, values, channels=None):
-        with self.lock:
-            self.items.append((list(values), list(channels)))
-
-    def __len__(self):
-        return len(self.items)
 
 
 @pytest.fixture
@@ -45,7 +33,7 @@ def source():
 
 def test_frames_become_calibrated_events_on_mapped_channels(pty_pair, source):
     master, path = pty_pair
-    events = Events()
+    events = Emitted()
     src = source(port=path, channels=[2, None, 0], calibration=[(0.0, 0.5), (0, 1), (1.0, 0.0)])
     src.start(events)
     assert src.wait_connected(15)
@@ -65,7 +53,7 @@ def test_frames_become_calibrated_events_on_mapped_channels(pty_pair, source):
 def test_hello_on_connect_and_board_info_recorded(pty_pair, source):
     master, path = pty_pair
     src = source(port=path)
-    src.start(Events())
+    src.start(Emitted())
     assert src.wait_connected(15)
     dec = Decoder()
     got = []
@@ -87,7 +75,7 @@ def test_unplugged_mid_performance_recovers(tmp_path, source):
     rows = performance()
     board = SimulatedBoard(rows, tmp_path / "by-id" / "usb-IMPS_board-if00", loop=True).start()
     try:
-        events = Events()
+        events = Emitted()
         src = source(port=str(tmp_path / "by-id" / "usb-IMPS_*"), retry_interval=0.1)
         src.start(events)
         assert src.wait_connected(15)
@@ -111,7 +99,7 @@ def test_unplugged_mid_performance_recovers(tmp_path, source):
 def test_garbage_burst_is_counted_not_fatal(tmp_path, source):
     board = SimulatedBoard(performance(), tmp_path / "board", heartbeat=None).start()
     try:
-        events = Events()
+        events = Emitted()
         src = source(port=str(tmp_path / "board"))
         src.start(events)
         assert src.wait_connected(15) and wait_for(lambda: len(events) > 5)
@@ -129,7 +117,7 @@ def test_garbage_burst_is_counted_not_fatal(tmp_path, source):
 
 def test_text_line_mode(pty_pair, source):
     master, path = pty_pair
-    events = Events()
+    events = Emitted()
     src = source(port=path, format="text", calibration=[(0, 1023), (0, 1023)])
     src.start(events)
     assert src.wait_connected(15)
@@ -146,7 +134,7 @@ def test_text_line_mode(pty_pair, source):
 
 def test_missing_port_retries_quietly_and_stops_promptly(tmp_path, source):
     src = source(port=str(tmp_path / "nothing-here"), retry_interval=0.05)
-    src.start(Events())
+    src.start(Emitted())
     assert wait_for(lambda: str(tmp_path / "nothing-here") in src.status()["last_error"])
     assert not src.status()["connected"]
     t0 = time.monotonic()
@@ -171,7 +159,7 @@ def test_callback_error_is_counted_and_reading_goes_on(pty_pair, source):
 
 
 def test_loop_url_echoes_frames_through_the_same_code(source):
-    events = Events()
+    events = Emitted()
     src = source(port="loop://")
     src.start(events)
     assert src.wait_connected(15)
@@ -185,7 +173,7 @@ def test_actuator_output_reaches_the_board(tmp_path, source):
     board = SimulatedBoard(performance(), tmp_path / "board").start()
     try:
         src = source(port=str(tmp_path / "board"))
-        src.start(Events())
+        src.start(Emitted())
         assert src.wait_connected(15)
         out = ActuatorOutput(src, controls=[2, 0])
         assert out.send([0.1, 0.2, 0.75])
@@ -244,8 +232,8 @@ def _answer_hello(master, info, timeout=3.0):
 
 def test_more_board_channels_than_controls_is_one_clear_error_and_plays_on(pty_pair, source, caplog):
     master, path = pty_pair
-    events = Events()
-    src = source(port=path, controls=3)
+    events = Emitted()
+    src = source(port=path, control_count=3)
     src.start(events)
     assert src.wait_connected(15)
     _answer_hello(master, BoardInfo(1, (1, 0), 4, 2))
@@ -263,8 +251,8 @@ def test_more_board_channels_than_controls_is_one_clear_error_and_plays_on(pty_p
 
 def test_fewer_board_channels_than_controls_is_said_once_from_the_frames(pty_pair, source, caplog):
     master, path = pty_pair
-    src = source(port=path, controls=3, hello_attempts=0)   # an old board that never answers HELLO
-    events = Events()
+    src = source(port=path, control_count=3, hello_attempts=0)   # an old board that never answers HELLO
+    events = Emitted()
     src.start(events)
     assert src.wait_connected(15)
     for seq in range(5):
@@ -277,7 +265,7 @@ def test_fewer_board_channels_than_controls_is_said_once_from_the_frames(pty_pai
 def test_an_unasked_hello_reply_does_not_replace_the_board(pty_pair, source, caplog):
     master, path = pty_pair
     src = source(port=path)
-    src.start(Events())
+    src.start(Emitted())
     assert src.wait_connected(15)
     _answer_hello(master, BoardInfo(1, (1, 0), 3, 2))
     assert wait_for(lambda: src.board is not None)
@@ -290,7 +278,7 @@ def test_an_unasked_hello_reply_does_not_replace_the_board(pty_pair, source, cap
 def test_garbage_is_logged_rate_limited_as_well_as_counted(pty_pair, source, caplog):
     master, path = pty_pair
     src = source(port=path, hello_attempts=0)
-    events = Events()
+    events = Emitted()
     src.start(events)
     assert src.wait_connected(15)
     for i in range(10):

@@ -1,7 +1,6 @@
 """The box as a systemd service, through a real notify socket and real signals."""
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -10,6 +9,7 @@ from imps.box.app import Box
 from imps.box.config import load_config
 from imps.io.notify import Notifier
 from notify_socket import NotifySocket
+from support import ImpsRun
 
 
 def test_ready_status_and_watchdog_from_the_prediction_loop(tmp_path, tiny_model, sound):
@@ -41,12 +41,10 @@ def test_ready_status_and_watchdog_from_the_prediction_loop(tmp_path, tiny_model
         assert sd.wait_for("STOPPING")
 
 
-def run_box(tmp_path, config_text, sd, python):
+def run_box(tmp_path, config_text, sd, python) -> ImpsRun:
     config = tmp_path / "box.toml"
     config.write_text(config_text)
-    env = sd.env(os.environ)
-    return subprocess.Popen([python, "-m", "imps", "run", "--config", str(config), "-q"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return ImpsRun(python, "--config", config, "-q", sd=sd)
 
 
 def test_sighup_refuses_a_bad_model_and_sigterm_stops_cleanly(tmp_path, tiny_model, device_python, sound):
@@ -54,27 +52,24 @@ def test_sighup_refuses_a_bad_model_and_sigterm_stops_cleanly(tmp_path, tiny_mod
     model.write_bytes(tiny_model.read_bytes())
     model.with_suffix(".json").write_text(tiny_model.with_suffix(".json").read_text())
     text = (f'[model]\npath = "{model}"\n[engine]\nmode = "duet"\n'
-            f'[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sound.port}\n'
+            f'[osc]\nsound_port = {sound.port}\n'
             f'[log]\ndirectory = "{tmp_path / "logs"}"\n')
     with NotifySocket(watchdog_usec=1_000_000) as sd:
-        proc = run_box(tmp_path, text, sd, device_python)
-        try:
-            sd.wait_for("READY", timeout=20)
+        with run_box(tmp_path, text, sd, device_python) as box:
+            box.wait_for("READY", timeout=20)
             sound.wait_for("/model", 5, timeout=10)
             # A broken model arrives and the box is told to reload: it refuses and plays on.
             bad = tmp_path / "broken.tflite"
             bad.write_bytes(model.read_bytes()[:3000])
             (tmp_path / "box.toml").write_text(text.replace(str(model), str(bad)))
-            proc.send_signal(signal.SIGHUP)
-            sd.wait_for("RELOADING", timeout=10)
-            sd.wait_for("READY", count=2, timeout=10)
+            box.proc.send_signal(signal.SIGHUP)
+            box.wait_for("RELOADING", timeout=10)
+            box.wait_for("READY", count=2, timeout=10)
             since = time.monotonic()
             sound.wait_for("/model", 5, timeout=10, since=since)
-            sd.wait_for("WATCHDOG", count=2, timeout=10)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err
+            box.wait_for("WATCHDOG", count=2, timeout=10)
+            assert box.stop(timeout=20) == 0, box.stderr
+        err = box.stderr
         assert "reload refused" in err and "broken.tflite" in err
         assert sd.wait_for("STOPPING")
     assert sound.of("/silence"), "SIGTERM must silence the sound engine"
@@ -87,19 +82,16 @@ def test_sighup_refuses_a_bad_model_and_sigterm_stops_cleanly(tmp_path, tiny_mod
 
 def test_sighup_takes_a_good_new_model(tmp_path, tiny_model, other_tool_model, device_python, sound):
     text = (f'[model]\npath = "{tiny_model}"\n[engine]\nmode = "user"\n'
-            f'[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sound.port}\n'
+            f'[osc]\nsound_port = {sound.port}\n'
             f'[log]\nenabled = false\n')
-    with NotifySocket() as sd:
-        proc = run_box(tmp_path, text, sd, device_python)
-        try:
-            sd.wait_for("READY", timeout=20)
-            (tmp_path / "box.toml").write_text(text.replace(str(tiny_model), str(other_tool_model))
-                                               .replace('"user"', '"duet"'))
-            proc.send_signal(signal.SIGHUP)
-            sd.wait_for("READY", count=2, timeout=10)
-            sound.wait_for("/model", 3, timeout=10)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0
-        assert f"with model {other_tool_model}" in err
+    with NotifySocket() as sd, run_box(tmp_path, text, sd, device_python) as box:
+        box.wait_for("READY", timeout=20)
+        (tmp_path / "box.toml").write_text(text.replace(str(tiny_model), str(other_tool_model))
+                                           .replace('"user"', '"duet"'))
+        box.proc.send_signal(signal.SIGHUP)
+        box.wait_for("READY", count=2, timeout=10)
+        sound.wait_for("/model", 3, timeout=10)
+        assert box.stop(timeout=20) == 0, box.stderr
+    assert f"with model {other_tool_model}" in box.stderr
+
+

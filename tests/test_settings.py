@@ -190,7 +190,7 @@ def test_the_example_round_trips_through_the_structs():
 def test_the_config_benchmark_prints_its_figures():
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", "imps.bench.config", "--runs", "1"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "imps.bench.config_cost", "--runs", "1"], capture_output=True,
                          text=True, timeout=300, check=True).stdout
     figures = [float(x) for x in re.findall(r"(\d+\.\d+) (?:ms|MB)", out)]
     assert len(figures) == 4 and all(f >= 0 for f in figures), out

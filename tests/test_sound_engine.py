@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
+from support import stop_process
+
 PATCH = Path(__file__).resolve().parents[1] / "deploy" / "sound" / "imps.pd"
 PD = shutil.which("pd") or "/usr/bin/pd"
 
@@ -59,12 +61,7 @@ class PdProcess:
                 return line
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ def thread_of(part):
 
 
 def kill_control_receiver(box):
-    box.receivers[1].sock.close()           # its recv() now raises: an uncaught OSError in the thread
-    return thread_of(box.receivers[1])
+    box.receiver("control").sock.close()           # its recv() now raises: an uncaught OSError in the thread
+    return thread_of(box.receiver("control"))
 
 
 def kill_log_writer(box):
@@ -209,5 +209,39 @@ def test_a_reload_that_brings_a_good_model_brings_the_configured_mode_back(tmp_p
         wait_until(lambda: box.engine.mode is Mode.DUET, what="duet once the model is there")
         sound.wait_for("/model", 2, timeout=20)
         assert box.restart_needed == []
+    finally:
+        box.stop()
+
+
+def test_every_reloadable_key_is_what_a_reload_applies(tmp_path, sound):
+    """config.RELOADABLE is a promise: each key it names changes the running box on a reload,
+    and every other key is named as needing a restart, not applied."""
+    from imps.box.app import ENGINE_SETTERS
+    from imps.box.config import RELOADABLE, SECTIONS
+    from imps.modes import Mode
+    assert set(RELOADABLE["engine"]) == set(ENGINE_SETTERS), "an [engine] key is reloadable with no setter"
+    assert set(RELOADABLE) == {"model", "engine", "status"}, "a new reloadable section needs its test here"
+    path = tmp_path / "box.toml"
+    before = (f'[model]\nseed = 1\n[engine]\nmode = "duet"\nresponse_threshold = 1.0\ntime_scale = 1.0\n'
+              f'[osc]\ninterface_port = 0\ncontrol_port = 0\nsound_port = {sound.port}\n[log]\nenabled = false\n'
+              f'[status]\ninterval = 0.5\n')
+    path.write_text(before)
+    box = Box(load_config(path)).start()
+    try:
+        path.write_text(before.replace('"duet"', '"layered"').replace("response_threshold = 1.0",
+                                                                      "response_threshold = 2.5")
+                        .replace("time_scale = 1.0", "time_scale = 0.5").replace("seed = 1", "seed = 7\n"
+                                                                                 "pi_temperature = 0.7")
+                        .replace("interval = 0.5", "interval = 0.25").replace("[log]\n", "[log]\ndirectory = \"x\"\n"))
+        assert box.reload()
+        e = box.engine
+        wait_until(lambda: (e.mode, e.response_threshold, e.time_scale) == (Mode.LAYERED, 2.5, 0.5),
+                   what="the engine's live settings from the file")
+        assert e.model.pi_temperature == 0.7          # [model]: a new model with the file's settings
+        assert box.config.status.interval == 0.25     # what the status loop reads each tick
+        assert box.restart_needed == ["[log] directory"]
+        assert box.config.log.directory == "logs"     # not applied
+        for section, keys in RELOADABLE.items():      # every reloadable key is a key of its section
+            assert keys == "*" or set(keys) <= set(SECTIONS[section].__struct_fields__)
     finally:
         box.stop()

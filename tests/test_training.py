@@ -73,7 +73,7 @@ def test_export_matches_keras_in_both_device_runtimes(tiny_model, device_python,
 
 def test_device_environment_cannot_import_tensorflow(device_python):
     probe = ("import importlib.util, sys\n"
-             "import imps.model.runtime, imps.io.log, imps.model.dataset\n"
+             "import imps.model.runtime, imps.io.interaction_log, imps.model.dataset\n"
              "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
              "import tensorflow\n")
     done = subprocess.run([device_python, "-c", probe], capture_output=True, text=True)

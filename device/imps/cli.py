@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 from . import __version__
 from .errors import ImpsError, one_line
 
-log = logging.getLogger("imps")
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- imps run
@@ -35,6 +32,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--midi-file", metavar="FILE.mid",
                         help="a MIDI file as the performer (played from a virtual MIDI device), the model to a "
                              "virtual synth shown in the status line; with --simulate, instead of the sensor board")
+    parser.add_argument("--interface-port", type=int, metavar="PORT",
+                        help="UDP port for /interface (overrides [osc] interface_port; 0: any free port)")
+    parser.add_argument("--control-port", type=int, metavar="PORT",
+                        help="UDP port for /mode, /reset, ... (overrides [osc] control_port; 0: any free port), "
+                             "e.g. to run a second box beside one on the defaults")
     parser.add_argument("--log-dir", help="where interaction logs go (overrides [log] directory)")
     parser.add_argument("--no-log", action="store_true", help="do not write an interaction log")
     parser.add_argument("--seed", type=int, help="seed the sampler for a reproducible run")
@@ -43,18 +45,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
-def config_from_args(args, extra: dict | None = None):
-    from .box.config import load_config
+def run_overrides(args, extra: dict | None = None) -> dict:
+    """The config keys ``imps run``'s options set (None: not given), plus ``extra``."""
     overrides = {
         "model": {"path": args.model, "seed": args.seed},
         "engine": {"mode": args.mode},
+        "osc": {"interface_port": args.interface_port, "control_port": args.control_port},
         "log": {"directory": args.log_dir, "enabled": False if args.no_log else None},
         "performer": {"simulate": True if args.simulate_performer else None},
         "status": {"terminal": False if args.quiet else None},
     }
     for section, values in (extra or {}).items():
         overrides.setdefault(section, {}).update(values)
-    return load_config(args.config, overrides)
+    return overrides
 
 
 #: Signals whose default action ends the process: each one goes through the one shutdown path instead
@@ -93,52 +96,42 @@ def run_command(args) -> int:
     reload_requested = threading.Event()
     install_signal_handlers(stop, reload_requested)
     from .box.app import Box
-    from .box.status import status_loop
+    from .box.config import read_config, with_overrides
     from .journal import rate_limit_handlers
+    from .sim.simulate import Simulation
     # On a terminal a log line first clears the live status line (redrawn on the next tick).
     clear = "\r\x1b[K" if sys.stderr.isatty() else ""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     rate_limit_handlers()   # a flood of anything (bad input, a bug per event) is a few journal lines
     logging.captureWarnings(True)   # Python warnings too: through the same rate limit, never straight to stderr
-    simulate = getattr(args, "simulate", False)
-    midi_file = getattr(args, "midi_file", None)
-    simdir = Path(tempfile.mkdtemp(prefix="imps-simulate-")) if simulate else None
-    box = board = keys = keys_panel = player = None
-    live = False
-    try:
-        extra = {}
-        if simulate:
-            from .sim.simulate import SIMULATED_BOARD, simulation_overrides, start_simulated_board
-            link = simdir / SIMULATED_BOARD
-            extra = simulation_overrides(link)
-        if midi_file:                # the MIDI file plays the performer, not the sensor board
-            from .sim import midi as midi_simulation
-            extra.update(midi_simulation.overrides(midi_file, config_from_args(args).engine.dimension))
-        config = config_from_args(args, extra)
-        if simulate and not midi_file:
-            board = start_simulated_board(config, link)
-        if midi_file:
-            player = midi_simulation.start_player(midi_file, config.performer)
-        box = Box(config, board=board)
-        if config.performer.simulate:
-            from .sim.simulate import replay_performer
-            box.add_source(replay_performer(config.performer))
-        if config.gpio.backend != "none":        # the LEDs in the status line, on mock pins
-            from .sim.keys import led_status
-            box.status_parts.append(lambda: led_status(box))
+    data, source = read_config(args.config)       # read once: an IMPSY file's notes are logged once
+    with Simulation(getattr(args, "simulate", False), getattr(args, "midi_file", None)) as sim:
+        config = with_overrides(data, source, run_overrides(args, sim.overrides()))
+        if sim.needs_dimension:
+            config = with_overrides(data, source, run_overrides(args, sim.overrides(config.engine.dimension)))
+        sim.start(config)
+        box = sim.attach(Box(config))
         if stop.is_set():            # a stop signal while loading: the box never starts
             return 0
-        box.start()
-        live = config.status.terminal and sys.stdout.isatty()
-        if simulate:
+        return _run_box(box, sim, args, stop, reload_requested)
+
+
+def _run_box(box, sim, args, stop: threading.Event, reload_requested: threading.Event) -> int:
+    """Start the box, run the status loop until a signal (or --duration), stop it once."""
+    from .box.status import status_loop
+    keys = keys_panel = None
+    live = False
+    try:
+        box.start()                  # a failed start releases what started, then raises
+        live = box.config.status.terminal and sys.stdout.isatty()
+        if sim.simulate or sim.midi_file:
             from .sim.keys import KEYS_HELP
-            log.info("simulated box: %s; %s", f"MIDI file {midi_file}" if midi_file else f"sensor board at {link}",
-                     KEYS_HELP)
+            log.info("simulated box: %s; %s", sim.describe(), KEYS_HELP)
             if sys.stdin.isatty():
                 from .sim.keys import simulation_keys
                 from .sim.terminal import TerminalKeys
-                on_key, keys_panel = simulation_keys(box, stop)
+                on_key, keys_panel = simulation_keys(box, stop, sim.board)
                 keys = TerminalKeys(on_key).start()
                 box.note = (KEYS_HELP, time.monotonic())
         return status_loop(box, stop, reload_requested, live, args.duration)
@@ -147,21 +140,12 @@ def run_command(args) -> int:
             keys.stop()              # the terminal back as it was
         if keys_panel is not None:
             keys_panel.close()       # release buttons still held, before GPIO closes
-        if box is not None and box.ready_at is not None:
+        if box.ready_at is not None:
             final = box.status_line()
             box.stop()
             if live:
                 print()
             print(final, file=sys.stderr)
-        else:                        # failed while starting: release what did start
-            if box is not None:
-                box._stop_gpio()
-            if board is not None:
-                board.stop()
-        if player is not None:
-            player.stop()            # and the virtual synth unplugged
-        if simdir is not None:
-            shutil.rmtree(simdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the other commands

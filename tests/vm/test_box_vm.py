@@ -19,7 +19,7 @@ import wave
 import numpy as np
 import pytest
 
-from imps.io.log import read_log
+from imps.io.interaction_log import read_log
 
 from conftest import BY_ID_GLOB, REPO, firmware_settings, log_sources, make, newest_log, service, \
     timed, wait_for

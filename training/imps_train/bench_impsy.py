@@ -6,7 +6,9 @@ Three processes, each in its own environment, on the same IMPSY-converted
 - IMPSY (`.venv/impsy`): ``TfliteMDRNN.generate`` per prediction (model step
   plus sampling), start-to-first-prediction, peak memory;
 - the box (`.venv/device`), once per installed runtime: ``MDRNN.predict`` (model
-  step plus sampling), the same start-up and memory figures.
+  step plus sampling), the same start-up and memory figures;
+- the box on the same model converted to its own unrolled format
+  (`imps-train convert-impsy`, convert_impsy.py), once per runtime, the same figures.
 
 Start-to-first-prediction is wall time from launching the interpreter to the
 first prediction returned (imports included: IMPSY imports TensorFlow); peak
@@ -113,38 +115,59 @@ def _box_runtimes() -> list[str]:
 
 def bench(model: Path | None, dimension: int, units: int, blocks: int, block: int, rounds: int,
           out=print) -> dict:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-impsy-") as tmp:
         if model is None:
             out(f"building IMPSY's {dimension}-D, {units}-unit model with IMPSY's own code ...")
             model = Path(impsy_side("models", tmp, dimension, "--units", units)["models"][0])
         versions = impsy_side("version")
         runtimes = _box_runtimes()
-        starts = {name: [] for name in ["impsy"] + runtimes}
-        times = {name: [] for name in ["impsy"] + runtimes}
-        ratios = {r: [] for r in runtimes}
+        converted = _converted(model, Path(tmp) / "converted.tflite", out)
+        boxes = {r: (r, model) for r in runtimes}
+        if converted:
+            boxes.update({f"{CONVERTED}{r}": (r, converted) for r in runtimes})
+        starts = {name: [] for name in ["impsy", *boxes]}
+        times = {name: [] for name in ["impsy", *boxes]}
+        ratios = {name: [] for name in boxes}
         for i in range(rounds):
-            out(f"round {i + 1}/{rounds}: start IMPSY and the box ({', '.join(runtimes)}), then "
+            out(f"round {i + 1}/{rounds}: start IMPSY and the box ({', '.join(boxes)}), then "
                 f"{blocks} alternating blocks of {block} predictions")
             workers = {"impsy": Worker("IMPSY", [impsy_python(), str(IMPSY_SIDE), "bench", str(model)])}
-            for r in runtimes:
-                workers[r] = Worker(f"the box ({r})", [device_python(), "-c", _BOX, str(model), r])
+            for name, (r, path) in boxes.items():
+                workers[name] = Worker(f"the box ({name})", [device_python(), "-c", _BOX, str(path), r])
             for w in workers.values():
                 w.block(block)              # warm-up
             for _ in range(blocks):
                 t = {name: w.block(block) for name, w in workers.items()}
                 for name, value in t.items():
                     times[name].append(value)
-                for r in runtimes:
-                    ratios[r].append(t["impsy"] / t[r])
+                for name in boxes:
+                    ratios[name].append(t["impsy"] / t[name])
             for name, w in workers.items():
                 starts[name].append(w.close())
     result = {"model": str(model), "dimension": dimension, "units": units, "rounds": rounds, "blocks": blocks,
-              "block": block, "versions": versions,
+              "block": block, "versions": versions, "load_average": [load_before, os.getloadavg()[0]],
               "impsy": _summary(times["impsy"], starts["impsy"]),
-              "box": {r: dict(_summary(times[r], starts[r]), ratio=statistics.median(ratios[r]),
-                              ratio_quartiles=statistics.quantiles(ratios[r], n=4)[::2]) for r in runtimes}}
+              "box": {name: dict(_summary(times[name], starts[name]), ratio=statistics.median(ratios[name]),
+                                 ratio_quartiles=statistics.quantiles(ratios[name], n=4)[::2]) for name in boxes}}
     out(report(result))
     return result
+
+
+#: The rows of the model converted to the box's own format are named "converted <runtime>".
+CONVERTED = "converted "
+
+
+def _converted(model: Path, out_path: Path, out) -> Path | None:
+    """IMPSY's model in the box's own unrolled format (convert_impsy.py), or None if it cannot be."""
+    from imps.errors import ModelError
+    from .convert_impsy import convert_impsy
+    out("converting it to the box's own format (imps-train convert-impsy) ...")
+    try:
+        return Path(convert_impsy(model, out_path)["path"])
+    except ModelError as exc:
+        out(f"no converted rows: {exc}")
+        return None
 
 
 def _summary(times: list[float], starts: list[dict]) -> dict:
@@ -158,13 +181,15 @@ def report(result: dict) -> str:
     v = result["versions"]
     lines = [f"IMPSY {v['impsy']} (TensorFlow {v['tensorflow']}) beside the box on IMPSY's own "
              f"{result['dimension']}-D {result['units']}-unit model: {result['rounds']} fresh starts, "
-             f"{result['blocks']} alternating blocks of {result['block']} predictions each (medians)",
-             f"{'':20}{'per prediction':>15}{'first prediction':>18}{'peak memory':>13}   IMPSY/box per prediction",
-             f"{'IMPSY generate':20}{i['predict_s'] * 1e6:>12.0f} us{i['first_prediction_s']:>16.2f} s"
+             f"{result['blocks']} alternating blocks of {result['block']} predictions each (medians; "
+             f"load average {result['load_average'][0]:.1f} before, {result['load_average'][1]:.1f} after)",
+             f"{'':26}{'per prediction':>15}{'first prediction':>18}{'peak memory':>13}   IMPSY/box per prediction",
+             f"{'IMPSY generate':26}{i['predict_s'] * 1e6:>12.0f} us{i['first_prediction_s']:>16.2f} s"
              f"{i['peak_rss_mb']:>10.0f} MB"]
-    for runtime, b in result["box"].items():
+    for name, b in result["box"].items():
         lo, hi = b["ratio_quartiles"]
-        lines.append(f"{'box ' + runtime:20}{b['predict_s'] * 1e6:>12.0f} us{b['first_prediction_s']:>16.2f} s"
+        label = name.replace(CONVERTED, "converted, ") if name.startswith(CONVERTED) else "box " + name
+        lines.append(f"{label:26}{b['predict_s'] * 1e6:>12.0f} us{b['first_prediction_s']:>16.2f} s"
                      f"{b['peak_rss_mb']:>10.0f} MB   {b['ratio']:.1f}x (quartiles {lo:.1f}-{hi:.1f}; target "
                      f"{TARGET_RATIO:g}x: {'met' if b['ratio'] >= TARGET_RATIO else 'missed'})")
     return "\n".join(lines)

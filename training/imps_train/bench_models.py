@@ -52,7 +52,7 @@ def make_model(out_dir: Path, units: int, dimension: int, layers: int = mdrnn.LA
                       input_scale=INPUT_SCALE, sha256=model_sha256(blob),
                       training={"purpose": "benchmark only: random (untrained) weights", "seed": seed})
     target = out_dir / model_name(units, dimension)
-    report = write_verified(blob, sidecar, trace, target, runtime)
+    report, = write_verified(blob, sidecar, [(runtime, trace)], target)
     return {"path": str(target), "units": units, "dimension": dimension, "bytes": len(blob),
             "verification": report}
 

@@ -51,6 +51,17 @@ def _export(args) -> int:
     return 0
 
 
+def _convert_impsy(args) -> int:
+    from .convert_impsy import convert_impsy
+    result = convert_impsy(args.model, args.output, [args.runtime] if args.runtime else None)
+    w = result["weights"]
+    for line in result["verification"]:
+        print(line)
+    print(f"wrote {result['path']} ({result['bytes']} bytes) and its sidecar: IMPSY's D={w.dimension} "
+          f"units={w.units} layers={w.layers} mixtures={w.mixtures} model, unrolled for the box")
+    return 0
+
+
 def _bench_models(args) -> int:
     from .bench_models import make_all
     make_all(args.output, seed=args.seed, runtime=args.runtime, force=args.force)
@@ -205,6 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recommended, stored in the sidecar (default 2.0: the grid's choice on the bundled "
                         "model, docs/results.md)")
     e.set_defaults(func=_export)
+
+    ci = sub.add_parser("convert-impsy", help="an IMPSY model in the box's own faster format, verified",
+                        description="Read the weights of an IMPSY .tflite (from `impsy convert-tflite`, IMPSY 1.x) "
+                                    "or .keras, build the box's unrolled single-step model with them and write it "
+                                    "with a sidecar (IMPSY's sampling defaults, where it came from), after checking "
+                                    "it against IMPSY's model over 200 steps in every TFLite runtime installed "
+                                    "(docs/impsy.md).")
+    ci.add_argument("model", help="IMPSY's .tflite or .keras")
+    ci.add_argument("-o", "--output", required=True, help=".tflite file to write (sidecar .json beside it)")
+    ci.add_argument("--runtime", choices=["tflite-runtime", "ai-edge-litert"],
+                    help="verify with this runtime only (default: every one installed)")
+    ci.set_defaults(func=_convert_impsy)
 
     b = sub.add_parser("bench-models", help="random-weight models of every size the benchmark sweeps",
                        description="Make (and verify in the device runtime) untrained models u<units>-d<D>.tflite "

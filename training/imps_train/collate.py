@@ -17,7 +17,7 @@ import numpy as np
 
 from imps.model.dataset import Dataset
 from imps.errors import DatasetError
-from imps.io.log import PERFORMER, dimension_from_filename, read_log
+from imps.io.interaction_log import PERFORMER, dimension_from_filename, read_log
 from imps.model.rows import DEFAULT_MAX_DT, valid_rows
 
 #: Fewer rows than this cannot fill a training and a validation window.

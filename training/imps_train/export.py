@@ -68,18 +68,19 @@ def random_rows(dimension: int, steps: int = VERIFY_STEPS, seed: int = 0) -> np.
     return np.column_stack([rng.exponential(0.05, steps), rng.random((steps, dimension - 1))]).astype(np.float32)
 
 
-def write_verified(blob: bytes, sidecar: Sidecar, trace: dict, out_path: Path, runtime: str = "auto") -> str:
+def write_verified(blob: bytes, sidecar: Sidecar, checks: list[tuple[str, dict]], out_path: Path) -> list[str]:
     """Write model and sidecar into a scratch directory beside out_path, verify them there
-    against ``trace`` in the device runtime, then move both in; returns the verification report."""
+    against each (runtime, trace) of ``checks`` in the device runtime, then move both in;
+    returns the verification reports."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as scratch:
         model_tmp = Path(scratch) / out_path.name
         model_tmp.write_bytes(blob)
         sidecar_tmp = write_sidecar(model_tmp, sidecar)
-        report = verify(model_tmp, trace, runtime)
+        reports = [verify(model_tmp, trace, runtime) for runtime, trace in checks]
         os.replace(sidecar_tmp, sidecar_path(out_path))
         os.replace(model_tmp, out_path)
-    return report
+    return reports
 
 
 def export(run_dir, out_path, runtime: str = "auto", pi_temperature: float = 1.0,
@@ -106,5 +107,5 @@ def export(run_dir, out_path, runtime: str = "auto", pi_temperature: float = 1.0
                       training={"dataset": run["dataset"], "size": cfg["size"], "epochs_run": run["epochs_run"],
                                 "best_epoch": run["best_epoch"], "train_rows": run["train_rows"],
                                 "val_rows": run["val_rows"], "seq_len": cfg["seq_len"]})
-    report = write_verified(blob, sidecar, trace, out_path, runtime)
+    report, = write_verified(blob, sidecar, [(runtime, trace)], out_path)
     return {"path": str(out_path), "bytes": len(blob), "verification": report}

@@ -8,8 +8,11 @@ box's side then reads:
 
   models OUT D [D...] [--units N]   build IMPSY inference models (random weights) with
          [--optimise] [--layers L]  impsy.mdrnn.build_mdrnn_model, convert each with
-                                    impsy.tflite_converter.model_to_tflite (optimise: as
-                                    `impsy convert-tflite --optimise`, weights quantised)
+         [--keras]                  impsy.tflite_converter.model_to_tflite (optimise: as
+                                    `impsy convert-tflite --optimise`, weights quantised;
+                                    keras: the .keras saved beside it, as IMPSY saves one,
+                                    and NAME-ckpt.keras, its training model as IMPSY's
+                                    ModelCheckpoint saves one)
   flex OUT D                        the same model converted as IMPSY 0.5 did (Select TF ops)
   trace MODEL OUT.npz [--steps N]   IMPSY's TfliteMDRNN.generate over N steps, feeding back
                                     its own samples: the rows fed and the mixture params
@@ -41,7 +44,8 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def build_models(out: Path, dimensions, units: int, seed: int, optimise: bool = False, layers: int = 2) -> list[str]:
+def build_models(out: Path, dimensions, units: int, seed: int, optimise: bool = False, layers: int = 2,
+                 keras: bool = False) -> list[str]:
     from impsy import mdrnn
     from impsy.tflite_converter import model_to_tflite
     out.mkdir(parents=True, exist_ok=True)
@@ -53,6 +57,12 @@ def build_models(out: Path, dimensions, units: int, seed: int, optimise: bool = 
         # Random weights of the size training gives, so every gate is in play.
         model.set_weights([rng.normal(0.0, 0.4, w.shape).astype(np.float32) for w in model.get_weights()])
         name = mdrnn.mdrnn_model_name(d, layers, units, 5) + ("-optimised" if optimise else "")
+        if keras:   # the inference model as IMPSY saves one (weights_file_to_model_file), and the
+            model.save(out / f"{name}.keras")   # training model a ModelCheckpoint saves, same weights
+            with _quiet():
+                training = mdrnn.build_mdrnn_model(d, units, 5, layers, inference=False)
+            training.set_weights(model.get_weights())
+            training.save(out / f"{name}-ckpt.keras")
         with _quiet():
             path = model_to_tflite(model, out / f"{name}.keras", optimise=optimise)
         made.append(str(path))
@@ -189,6 +199,7 @@ def main(argv=None) -> int:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--optimise", action="store_true")
     m.add_argument("--layers", type=int, default=2)
+    m.add_argument("--keras", action="store_true", help="also save each model's .keras beside its .tflite")
     f = sub.add_parser("flex")
     f.add_argument("out", type=Path)
     f.add_argument("dimension", type=int)
@@ -211,7 +222,8 @@ def main(argv=None) -> int:
     sub.add_parser("version")
     a = p.parse_args(argv)
     if a.cmd == "models":
-        result = {"models": build_models(a.out, a.dimensions, a.units, a.seed, a.optimise, a.layers)}
+        result = {"models": build_models(a.out, a.dimensions, a.units, a.seed, a.optimise, a.layers,
+                                           a.keras)}
     elif a.cmd == "flex":
         result = {"model": build_flex(a.out, a.dimension)}
     elif a.cmd == "trace":

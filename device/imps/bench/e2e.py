@@ -514,7 +514,7 @@ def _wait(predicate, timeout: float = 10.0) -> bool:
 
 def _box_interface_port(box) -> int:
     """The UDP port the box's /interface receiver is bound to (asked for port 0)."""
-    return next(r.port for r in box.receivers if r.name == "interface")
+    return box.receiver("interface").port
 
 
 # -- all of it --------------------------------------------------------------------

@@ -51,7 +51,8 @@ import numpy as np
 
 from ..box.config import DEFAULT_MODEL
 from ..errors import ImpsError
-from ..io.log import PERFORMER, read_log
+from ..freeport import free_port
+from ..io.interaction_log import PERFORMER, read_log
 from ..io.osc import INTERFACE, encode_floats
 from ..io.serial_frames import FIXED_ONE
 from ..sim.board import SimulatedBoard
@@ -327,12 +328,6 @@ class FaultRecord:
     failures: list = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _osc_message(address: str, tags: str, args: list) -> bytes:
     def pad(b: bytes) -> bytes:
         return b + b"\0" * (4 - len(b) % 4)
@@ -361,8 +356,8 @@ class Soak:
         self.records = {kind: FaultRecord() for kind in self.faults}
         self.osc_sent: dict[int, float] = {}
         self.windows: list[tuple[str, float, float]] = []    # (category, start, end)
-        self.interface_port = _free_port()
-        self.control_port = _free_port()
+        self.interface_port = free_port()
+        self.control_port = free_port()
         self.sound = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sound.bind(("127.0.0.1", 0))
         self.sound.settimeout(0.2)

@@ -16,13 +16,15 @@ reader, log writer, MIDI) is watched by one Supervisor (imps.threads). The
 engine feeds the watchdog only while all are alive; when one dies, the status
 line says which and why, and ``imps run`` exits 1 so systemd restarts it.
 
-Hardware comes from the config: ``[serial]`` the sensor board (an input
-source, and ``[actuators]`` model events back to it), ``[gpio]`` the backend,
-``[panel]`` the mode/shutdown buttons and mode LEDs (the engine is the panel's
-controller), ``[pads]`` GPIO switches as gesture channels, ``[midi]`` MIDI in
-and out. A missing board or GPIO never stops the box: the panel LEDs blink
-the error. ``imps run`` (imps.cli) composes a Box with the simulation
-(imps.sim) for ``--simulate``.
+Hardware comes from the config as parts (box/parts.py), one list in
+``Box.parts``: the OSC receivers, ``[serial]`` the sensor board (and
+``[actuators]`` model events back to it), ``[midi]`` MIDI in and out,
+``[gpio]`` with ``[panel]`` (buttons, mode LEDs; the engine is the panel's
+controller) and ``[pads]``. Each has the same face (start, stop, summary,
+describe, threads), so start, the READY line, supervision, the status line
+and stop are loops. A missing board or GPIO never stops the box: the panel
+LEDs blink the error. ``imps run`` (imps.cli) adds the simulation's parts
+(imps.sim.simulate.Simulation) for ``--simulate``.
 """
 from __future__ import annotations
 
@@ -30,56 +32,48 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from ..errors import DeviceError, ImpsError, one_line
 from ..io.inputs import InputSource
-from ..io.log import LogWriter
-from ..io.midi.source import MidiInput
+from ..io.interaction_log import LogWriter
 from ..io.midi.voice import MidiOutput
 from ..io.notify import Notifier
 from ..io.osc import OscReceiver, SoundOut
-from ..io.serial_input import ActuatorOutput, SerialInput
 from ..io.voices import Voices
 from ..modes import Mode
 from ..threads import Supervisor
-from .config import Config, load_config
-from .controls import osc_routes
+from .config import RELOADABLE, Config, load_config
 from .engine import Engine
 from .health import Health
 from .loading import load_model, load_or_explain
+from .parts import GpioPart, MidiPart, OscPart, Part, SerialPart, SourcePart, build_parts
 from .reload import plan_reload
 from .status import status_line
 
-if TYPE_CHECKING:              # imported when GPIO is on (see _start_hardware)
-    from ..panel.inputs import Pads
-    from ..panel.panel import Panel
-    from ..panel.pins import Pins
+log = logging.getLogger(__name__)
 
-log = logging.getLogger("imps")
+#: How a running box takes each reloadable ``[engine]`` key (config.RELOADABLE); ``[model]`` is a new
+#: model (swap_model), and the status loop reads ``[status] interval`` from the running config.
+ENGINE_SETTERS = {"mode": Engine.set_mode, "time_scale": Engine.set_time_scale,
+                  "response_threshold": Engine.set_threshold}
+
+
+def _view(kind: type, attribute: str, what: str) -> property:
+    """A read-only attribute of the box's part of ``kind`` (None without one)."""
+    return property(lambda box: getattr(box.part(kind), attribute, None), doc=what)
 
 
 class Box:
     """Every part of one box, built from a config; ``start``, ``reload``, ``stop``."""
 
-    def __init__(self, config: Config, notifier: Notifier | None = None, board=None):
+    def __init__(self, config: Config, notifier: Notifier | None = None):
         self.config = config
         self.notifier = notifier or Notifier()
-        self.board = board              # a simulated sensor board (--simulate) the box stops with itself
         self.status_parts = []          # more status-line texts: callables returning a string or None
-        self.sources: list[InputSource] = []   # every performer input but OSC (a receiver, below)
-        self.serial: SerialInput | None = None
-        self.actuator: ActuatorOutput | None = None
-        self.gpio: Pins | None = None   # the open gpiozero pin factory
-        self.panel: Panel | None = None
-        self.pads: Pads | None = None
-        self.gpio_error: str | None = None
         self.note = ("", 0.0)           # a short message for the status line (key presses), and when
         self.health = Health()
-        self.receivers: list[OscReceiver] = []
         self.supervisor = Supervisor()
         self.restart_needed: list[str] = []   # "[osc] control_port" keys changed on disk, not yet running
-        self.midi_in: MidiInput | None = None
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self._stopped = threading.Event()
@@ -91,10 +85,12 @@ class Box:
         self.logwriter = LogWriter(config.log.directory, e.dimension) if config.log.enabled else None
         self.sound = SoundOut(config.osc.sound_host, config.osc.sound_port) if config.osc.enabled else None
         midi = config.midi
-        self.midi_out = MidiOutput(midi) if midi.enabled and midi.output else None
-        self.voices = Voices([self.sound, self.midi_out])   # the engine plays to all of them
-        self.engine = Engine(model, e.dimension, self.voices or None, self.logwriter, self.notifier, Mode.parse(e.mode),
-                             e.response_threshold, e.time_scale, e.queue_size, e.max_dt)
+        midi_out = MidiOutput(midi) if midi.enabled and midi.output else None
+        self.voices = Voices([self.sound, midi_out])   # the engine plays to all of them
+        self.engine = Engine(model, e.dimension, voices=self.voices or None, logwriter=self.logwriter,
+                             notifier=self.notifier, mode=Mode.parse(e.mode),
+                             response_threshold=e.response_threshold, time_scale=e.time_scale,
+                             queue_size=e.queue_size, max_dt=e.max_dt)
         if error:
             self.engine.error = error
         self.engine.healthy = self.supervisor.healthy
@@ -102,60 +98,45 @@ class Box:
         self.supervisor.watch("scheduler", self.engine.scheduler.thread)
         if self.logwriter is not None:
             self.supervisor.watch("log writer", lambda: self.logwriter.thread)
+        #: Everything the box starts beside the engine, in start order (box/parts.py).
+        self.parts: list[Part] = []
+        for part in build_parts(config, self.engine, midi_out):
+            self.add_part(part)
 
     # ------------------------------------------------------------ parts
+    def add_part(self, part: Part) -> None:
+        """One more part (before ``start``): started, supervised, reported and stopped with the others."""
+        self.parts.append(part)
+        for label, thread in part.threads:
+            self.supervisor.watch(label, thread)
+
     def add_source(self, source: InputSource) -> None:
-        self.sources.append(source)
+        """A performer input (io/inputs.py) as one more part."""
+        self.add_part(SourcePart(source, self.engine.performer_event))
 
-    def _start_hardware(self) -> None:
-        """Serial board, actuators, GPIO panel and pads, as configured (before the engine starts)."""
-        c = self.config
-        if c.midi.enabled and c.midi.input:
-            self.midi_in = MidiInput(c.midi)
-            self.sources.append(self.midi_in)
-            self.supervisor.watch("MIDI input", lambda: self.midi_in.thread if self.midi_in else None)
-        if self.midi_out is not None:
-            self.midi_out.start()
-            self.supervisor.watch("MIDI output", lambda: self.midi_out.thread)
-        if c.serial.enabled:
-            self.serial = SerialInput(c.serial, controls=c.engine.dimension - 1)
-            self.sources.append(self.serial)
-            self.supervisor.watch("serial reader", lambda: self.serial.thread if self.serial else None)
-            if c.actuators.enabled:
-                self.actuator = ActuatorOutput(self.serial, c.actuators.controls)
-                self.engine.actuators.append(self.actuator)
-        if c.gpio.backend == "none":
-            return
-        # gpiozero is imported here, not at the top: a box without GPIO never pays for it.
-        from ..panel.inputs import Pads
-        from ..panel.panel import Panel
-        from ..panel.pins import open_pins
-        try:
-            self.gpio = open_pins(c.gpio.backend)
-            if c.panel.enabled:
-                self.panel = Panel(self.gpio.factory, self.engine, c.panel).start()
-                self.engine.on_mode_change(self._show_mode)
-            if c.pads.pins:
-                self.pads = Pads(self.gpio.factory, c.pads.pins, c.pads.controls,
-                                 pull_up=c.pads.pull_up, debounce=c.pads.debounce)
-                self.pads.setup(self.engine.performer_event)
-                self.sources.append(self.pads)
-        except DeviceError as exc:  # no GPIO (not a Pi, pins busy): play on without the panel
-            self.gpio_error = str(exc)
-            log.error("%s; playing on without the GPIO panel and pads", exc)
-            self._stop_gpio()
-        self.check_health()
+    def part(self, kind: type) -> Part | None:
+        """The part of this kind, if the config has one."""
+        return next((p for p in self.parts if isinstance(p, kind)), None)
 
-    def _show_mode(self, mode) -> None:
-        panel = self.panel
-        if panel is not None:
-            panel.show_mode(mode)
+    # Named views of the parts (None when the config has no such part), for health, keys and tests.
+    serial = _view(SerialPart, "serial", "the sensor board's SerialInput")
+    actuator = _view(SerialPart, "actuator", "its ActuatorOutput")
+    gpio = _view(GpioPart, "gpio", "the open gpiozero pin factory (Pins)")
+    gpio_error = _view(GpioPart, "error", "why GPIO is off")
+    panel = _view(GpioPart, "panel", "the Panel")
+    pads = _view(GpioPart, "pads", "the Pads")
+    midi_in = _view(MidiPart, "midi_in", "the MidiInput")
+    midi_out = _view(MidiPart, "midi_out", "the MidiOutput")
+
+    def receiver(self, name: str) -> OscReceiver:
+        """The running OSC receiver by name: "interface" or "control"."""
+        return self.part(OscPart).receivers[name]
 
     def check_health(self, now: float | None = None) -> str | None:
         """Show what is wrong on the panel LEDs (called from the status loop); returns the error kind."""
         now = time.monotonic() if now is None else now
-        error = self.health.check(self.serial.connected if self.serial is not None else None,
-                                  self.engine.error, now)
+        serial = self.serial
+        error = self.health.check(serial.connected if serial is not None else None, self.engine.error, now)
         if self.panel is not None:
             self.panel.show_error(error)
         return error
@@ -168,20 +149,16 @@ class Box:
             raise
 
     def _start(self) -> "Box":
-        c = self.config
-        self._start_hardware()
-        self.engine.start()
-        if c.osc.enabled:
-            for name, host, port, handlers in osc_routes(c.osc, self.engine, c.engine.dimension):
-                receiver = OscReceiver(host, port, handlers, name, receive_buffer=c.osc.receive_buffer)
-                self.receivers.append(receiver)
-                self.supervisor.watch(f"OSC {name} receiver", receiver.thread)
-                receiver.start()
-        for source in self.sources:
+        # The parts first: outputs are open before the first note, and inputs queue for the engine.
+        for part in self.parts:
             try:
-                source.start(self.engine.performer_event)
+                part.start()
             except DeviceError as exc:
-                log.error("input %s: %s; playing on without it", getattr(source, "name", source), exc)
+                if not part.optional:
+                    raise
+                log.error("%s: %s; playing on without it", part.name, exc)
+        self.engine.start()
+        self.check_health()
         self.ready_at = time.monotonic()
         self.notifier.ready(self.status_line())
         since_exec = seconds_since_process_start()
@@ -193,25 +170,11 @@ class Box:
     def describe(self) -> str:
         m = self.engine.model
         model = f"{m.path.name} ({m.runtime}, {m.shape.units} units)" if m else f"no model ({self.engine.error})"
-        ports = (f"OSC in :{self.receivers[0].port} control :{self.receivers[1].port} "
-                 f"(receive buffers {self.receivers[0].receive_buffer // 1024} KiB) "
-                 f"sound -> {self.config.osc.sound_host}:{self.config.osc.sound_port}"
-                 if len(self.receivers) == 2 else "OSC off")
+        osc = self.part(OscPart)
         logs = self.logwriter.path if self.logwriter else "off"
-        hardware = []
-        if self.serial is not None:
-            hardware.append(f"sensor board {', '.join(self.serial.settings.port)}"
-                            + (" with actuators" if self.actuator else ""))
-        if self.gpio is not None:
-            hardware.append(f"GPIO {self.gpio.name}" + (" panel" if self.panel else "")
-                            + (f" pads {list(self.config.pads.pins)}" if self.pads else ""))
-        elif self.gpio_error:
-            hardware.append("GPIO off")
-        if self.midi_in is not None or self.midi_out is not None:
-            m = self.config.midi
-            hardware.append("MIDI " + ", ".join([f"in {d.device!r} ({d.transport})" for d in m.input]
-                                                + [f"out {d.device!r} ({d.transport})" for d in m.output]))
-        return f"{model}; {ports}; log {logs}" + (f"; {', '.join(hardware)}" if hardware else "")
+        hardware = [text for part in self.parts if part is not osc and (text := part.describe())]
+        return (f"{model}; {osc.describe() if osc else 'OSC off'}; log {logs}"
+                + (f"; {', '.join(hardware)}" if hardware else ""))
 
     def reload(self) -> bool:
         """SIGHUP: re-read config and model. A bad config or model is refused and the running
@@ -238,9 +201,8 @@ class Box:
         e.swap_model(model)
         # The file's live settings, changed or not: a reload puts the box in the state the file says
         # (after a missing model, the configured mode comes back with the good one).
-        e.set_mode(merged.engine.mode)
-        e.set_time_scale(merged.engine.time_scale)
-        e.set_threshold(merged.engine.response_threshold)
+        for key in RELOADABLE["engine"]:
+            ENGINE_SETTERS[key](e, getattr(merged.engine, key))
         self.restart_needed = plan.restart_needed
         plan.warn()
         self.config = merged
@@ -254,35 +216,15 @@ class Box:
         self._stopped.set()
         if not quiet:
             self.notifier.stopping()
-        for source in self.sources:
+        for part in reversed(self.parts):
             try:
-                source.stop()
+                part.stop()
             except Exception:  # a broken device must not block shutdown
-                log.exception("stopping %s", getattr(source, "name", source))
-        for receiver in self.receivers:
-            receiver.stop()
+                log.exception("stopping %s", part.name)
         self.engine.stop()
-        self._stop_gpio()
-        if self.board is not None:
-            self.board.stop()
         if self.logwriter is not None:
             self.logwriter.close()
         self.voices.close()       # the sound engine's socket; MIDI: all notes off, ports closed
-
-    def _stop_gpio(self) -> None:
-        """LEDs off, pins released."""
-        panel, self.panel = self.panel, None
-        gpio, self.gpio = self.gpio, None
-        try:
-            if panel is not None:
-                panel.stop()
-        except Exception:
-            log.exception("stopping the GPIO panel")
-        try:
-            if gpio is not None:
-                gpio.close()
-        except Exception:
-            log.exception("closing GPIO")
 
     # ------------------------------------------------------------ status
     def status_line(self) -> str:

@@ -265,18 +265,28 @@ def apply_reloadable(running: Config, new: Config) -> Config:
     return msgspec.structs.replace(running, **merged)
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
-    """Read and validate a TOML file (None: defaults), then apply overrides {section: {key: value}}."""
-    data: dict = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        data = read_toml(path)
-        if impsy_config.looks_like_impsy(data):   # an IMPSY config.toml: run it as far as the box can
-            data = impsy_config.as_box_config(path, data)
+def read_config(path: str | os.PathLike | None = None) -> tuple[dict, str]:
+    """The file's sections as a dict, and its name (None: no file, "defaults"); an IMPSY
+    config.toml is translated (its notes logged once, here)."""
+    if path is None:
+        return {}, "defaults"
+    path = Path(path)
+    data = read_toml(path)
+    if impsy_config.looks_like_impsy(data):   # an IMPSY config.toml: run it as far as the box can
+        data = impsy_config.as_box_config(path, data)
+    return data, str(path)
+
+
+def with_overrides(data: dict, source: str, overrides: dict | None = None) -> Config:
+    """``data`` (from read_config) with overrides {section: {key: value}} (None values: not set), validated."""
+    data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
     for section, values in (overrides or {}).items():
         values = {k: v for k, v in values.items() if v is not None}
         if values and isinstance(data.setdefault(section, {}), dict):  # not a table: build_config says so
             data[section].update(values)
     return build_config(data, source)
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
+    """Read and validate a TOML file (None: defaults), then apply overrides {section: {key: value}}."""
+    return with_overrides(*read_config(path), overrides)

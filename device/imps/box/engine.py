@@ -42,7 +42,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .. import ranges
-from ..io.log import MODEL, PERFORMER
+from ..io.interaction_log import MODEL, PERFORMER
 from ..io.osc import MODEL_VOICE, PERFORMER_VOICE, SILENCE
 from ..model.rows import MAX_DT, MIN_DT, clip01
 from ..modes import Mode
@@ -53,6 +53,13 @@ log = logging.getLogger(__name__)
 
 LOOKAHEAD = 2        # model events kept queued ahead of the clock
 IDLE_WAKE = 0.25     # the loop wakes at least this often (watchdog, thresholds)
+
+
+def model_gap(dt: float, time_scale: float) -> float:
+    """Seconds from one model event to the next: dt times the time scale, in [MIN_DT, MAX_DT]
+    (NaN and below: MIN_DT)."""
+    gap = dt * time_scale
+    return MIN_DT if not gap >= MIN_DT else (MAX_DT if gap > MAX_DT else gap)
 
 
 @dataclass
@@ -69,14 +76,14 @@ class Stats:
 class Engine:
     """Thread-safe front (performer_event, set_mode, ...) over a single-threaded loop."""
 
-    def __init__(self, model, dimension: int, sound=None, logwriter=None, notifier=None,
+    def __init__(self, model, dimension: int, *, voices=None, logwriter=None, notifier=None,
                  mode: Mode | str = Mode.CALL_RESPONSE, response_threshold: float = 1.0,
                  time_scale: float = 1.0, queue_size: int = 256, max_dt: float = 5.0,
                  actuators=(), clock=time.monotonic):
         self.dimension = dimension
         self.model = None
         self.error: str | None = None
-        self.sound = sound
+        self.voices = voices          # where events sound (io/voices.py: the sound engine, MIDI synths)
         self.logwriter = logwriter
         self.notifier = notifier
         self.actuators = list(actuators)
@@ -188,18 +195,34 @@ class Engine:
             try:
                 kind, payload = inbox.get(timeout=self._timeout())
             except queue.Empty:
-                kind = None
+                kind, payload = None, None
             if self.notifier is not None:
                 self.notifier.watchdog(healthy=self.healthy)
+            self._handle(kind, payload)
+
+    def pump(self) -> None:
+        """The loop's work without its thread: every item in the inbox now, then one look at the
+        schedule, in the caller's thread. For an engine that is not started, on a clock of its own
+        (the tests drive thresholds, yielding and due times with it, no sleeps)."""
+        while True:
             try:
-                if kind == "performer":
-                    self._on_performer(*payload)
-                elif kind == "call":
-                    payload()
-                self._generate()
-            except Exception:  # never let one bad event end the music: counted, shown, logged
-                self.stats.errors += 1
-                log.exception("engine: error handling %s", kind)
+                kind, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(kind, payload)
+        self._handle(None, None)
+
+    def _handle(self, kind, payload) -> None:
+        """One pass of the loop: the item (if any), then generate what is due."""
+        try:
+            if kind == "performer":
+                self._on_performer(*payload)
+            elif kind == "call":
+                payload()
+            self._generate()
+        except Exception:  # never let one bad event end the music: counted, shown, logged
+            self.stats.errors += 1
+            log.exception("engine: error handling %s", kind)
 
     def _timeout(self) -> float:
         if self._mode is Mode.CALL_RESPONSE and self.model is not None and not self.paused:
@@ -229,8 +252,8 @@ class Engine:
             return
         self._controls = new
         self.stats.performer_events += 1
-        if self.sound is not None:
-            self.sound.send(PERFORMER_VOICE, new)
+        if self.voices is not None:
+            self.voices.send(PERFORMER_VOICE, new)
         if self.logwriter is not None:
             self.logwriter.write(PERFORMER, new)
         dt = 0.0 if self._last_performer is None else min(when - self._last_performer, self.max_dt)
@@ -275,15 +298,13 @@ class Engine:
             self.stats.predict_seconds.append(time.perf_counter() - started)
 
     def _gap(self, dt: float) -> float:
-        """Seconds from one model event to the next: dt times the time scale, in [MIN_DT, MAX_DT]."""
-        gap = dt * self.time_scale
-        return MIN_DT if not gap >= MIN_DT else (MAX_DT if gap > MAX_DT else gap)
+        return model_gap(dt, self.time_scale)
 
     def _play(self, controls) -> None:
         """Called by the scheduler thread at the event's due time."""
         self.stats.model_events += 1
-        if self.sound is not None:
-            self.sound.send(MODEL_VOICE, controls)
+        if self.voices is not None:
+            self.voices.send(MODEL_VOICE, controls)
         for actuator in self.actuators:
             actuator.send(controls)
         if self.logwriter is not None:
@@ -291,8 +312,8 @@ class Engine:
 
     # ------------------------------------------------------------ loop-thread helpers
     def _silence(self) -> None:
-        if self.sound is not None:
-            self.sound.send(SILENCE)
+        if self.voices is not None:
+            self.voices.send(SILENCE)
 
     def _drop_queued(self) -> None:
         self.stats.yielded += self.scheduler.clear()

@@ -290,22 +290,10 @@ def as_box_config(path: str | Path, data: dict) -> dict:
 
 # -- writing a box.toml ---------------------------------------------------------------------
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def box_toml(box: dict, notes: list[Note], source: str) -> str:
-    """The box's config file for a translated IMPSY config, the notes as comments on top."""
+    """The box's config file for a translated IMPSY config, the notes as comments on top.
+    The TOML itself is tomli_w's (any string or key, escaped as TOML wants), imported only here."""
+    import tomli_w
     lines = [f"# IMPS box config imported from the IMPSY config {source} by `imps config import`.",
              "# Every key is documented in device/imps/box.example.toml."]
     lines += [f"# {c}" for c in box.get("_comments", [])]
@@ -317,22 +305,7 @@ def box_toml(box: dict, notes: list[Note], source: str) -> str:
     if differs:
         lines.append("#\n# Carried over, but note:")
         lines += [f"#   {n.line()}" for n in differs]
-    for section, values in box.items():
-        if section.startswith("_") or not values:
-            continue
-        lines.append(f"\n[{section}]")
-        tables = {k: v for k, v in values.items() if _is_tables(v)}
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items() if key not in tables]
-        for key, items in tables.items():         # [[midi.input]]: one table per device, a map entry per line
-            for item in items:
-                lines.append(f"\n[[{section}.{key}]]")
-                for k, v in item.items():
-                    if _is_tables(v):
-                        lines += [f"{k} = ["] + [f"  {_toml_value(x)}," for x in v] + ["]"]
-                    else:
-                        lines.append(f"{k} = {_toml_value(v)}")
-    return "\n".join(lines) + "\n"
-
-
-def _is_tables(value) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(x, dict) for x in value)
+    sections = {name: values for name, values in box.items() if not name.startswith("_") and values}
+    comments = "\n".join(lines).replace("\r", " ").split("\n")   # a note's newline must not end the comment
+    return "\n".join(line if line.startswith("#") else "# " + line for line in comments) + "\n\n" + \
+        tomli_w.dumps(sections)

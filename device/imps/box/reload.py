@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from .config import Config, apply_reloadable, changes, reloadable
 
-log = logging.getLogger("imps")
+log = logging.getLogger(__name__)
 
 
 @dataclass

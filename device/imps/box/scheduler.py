@@ -92,6 +92,27 @@ class Scheduler:
     def pending(self) -> int:
         return len(self._heap)
 
+    def due_times(self) -> list[float]:
+        """The due times queued, soonest first."""
+        with self._cond:
+            return sorted(item[0] for item in self._heap)
+
+    def play_due(self) -> int:
+        """Play, in the caller's thread, every event due by the clock; how many played. For a
+        scheduler that is not started, on a clock of its own (tests)."""
+        played = 0
+        while True:
+            with self._cond:
+                if not self._heap or self._heap[0][0] > self.clock():
+                    return played
+                due, _, _, event = heapq.heappop(self._heap)
+            self.play(event)
+            self.lateness.append(self.clock() - due)
+            self.played += 1
+            played += 1
+            if self.on_played:
+                self.on_played()
+
     def _run(self) -> None:
         clock = self.clock
         while not self._stop.is_set():

@@ -10,9 +10,9 @@ import logging
 import shutil
 import time
 
-from ..io.midi.status import status_text as midi_status
+from .parts import OscPart
 
-log = logging.getLogger("imps")
+log = logging.getLogger(__name__)
 
 #: A key press or similar note stays in the status line this long.
 NOTE_SECONDS = 3.0
@@ -44,18 +44,12 @@ def status_line(box) -> str:
     dead = box.supervisor.dead()
     if dead:
         parts.append("THREAD DIED " + "; ".join(d[:80] for d in dead))
-    parts += _engine_parts(s, up, sum(r.kernel_drops() or 0 for r in box.receivers))
+    osc = box.part(OscPart)
+    parts += _engine_parts(s, up, osc.kernel_drops() if osc is not None else 0)
     if box.sound is not None and box.sound.unreachable():
         parts.append("NO SOUND ENGINE")
-    parts += [f"osc {r.name} {r.summary()}" for r in box.receivers if r.summary()]
-    parts += [part.summary() for part in (box.serial, box.actuator) if part is not None]
-    if box.midi_in is not None or box.midi_out is not None:
-        parts.append(midi_status(box.midi_in, box.midi_out))
+    parts += [text for part in box.parts if (text := part.summary())]
     parts += [text for text in (extra() for extra in box.status_parts) if text]
-    if box.gpio_error:
-        parts.append("GPIO OFF")
-    if box.panel is not None and box.panel.shutdown_failed:
-        parts.append("SHUTDOWN FAILED")
     note, when = box.note
     if note and time.monotonic() - when < NOTE_SECONDS:
         parts.append(note)

@@ -41,7 +41,7 @@ from .serial_frames import (
     BoardInfo, Decoder, FrameType, LineDecoder, actuator_frame, hello_frame,
 )
 
-log = logging.getLogger("imps.serial")
+log = logging.getLogger(__name__)
 
 #: Where an Arduino-class board usually shows up, most specific first.
 DEFAULT_PORTS = ("/dev/serial/by-id/usb-Arduino*", "usb:2341", "usb:2a03")
@@ -117,13 +117,13 @@ class SerialInput:
 
     name = "serial"
 
-    def __init__(self, settings: Optional[SerialSettings] = None, *, controls: Optional[int] = None,
+    def __init__(self, settings: Optional[SerialSettings] = None, *, control_count: Optional[int] = None,
                  opener: Callable[..., serial.SerialBase] = serial.serial_for_url, **overrides):
         if settings is not None and overrides:
             raise ConfigError("give SerialInput either settings or keyword overrides, not both")
         self.settings = settings or SerialSettings(**overrides)
         #: The box's control count ([engine] dimension - 1), to check the board's channels against.
-        self.controls = controls
+        self.control_count = control_count
         self._opener = opener
         s = self.settings
         self._decoder = Decoder() if s.format == "frames" else None
@@ -346,7 +346,7 @@ class SerialInput:
     def _check_channels(self, n: int) -> None:
         """One clear error when the board's channel count does not fit the box's controls."""
         self._channels_checked = True
-        mapped, controls = self.settings.channels, self.controls
+        mapped, controls = self.settings.channels, self.control_count
         problem = ""
         if mapped is not None:
             if len(mapped) > n:
@@ -377,7 +377,7 @@ class SerialInput:
         channels: List[int] = []
         for i, v in enumerate(raw):
             if s.channels is None:
-                if self.controls is not None and i >= self.controls:
+                if self.control_count is not None and i >= self.control_count:
                     continue   # no such control (said once, in _check_channels)
                 control = i
             elif i < len(s.channels) and s.channels[i] is not None:
@@ -418,16 +418,17 @@ class ActuatorOutput:
         if not controls or len(controls) > 16 or any(c < 0 for c in controls):
             raise ConfigError(f"actuator controls {list(controls)!r}: give 1 to 16 control indices >= 0")
         self.link = link
-        self.controls = tuple(controls)
+        self.control_indices = tuple(controls)
         self.sent = 0
         self.dropped = 0
 
-    def send(self, controls: Sequence[float]) -> bool:
+    def send(self, values: Sequence[float]) -> bool:
+        """Send one model event's control values (dt not counted) as an ACTUATOR frame."""
         try:
-            values = [controls[c] for c in self.controls]
+            values = [values[c] for c in self.control_indices]
         except IndexError:
-            raise ConfigError(f"actuator controls {list(self.controls)} need an event with more than "
-                              f"{len(controls)} controls") from None
+            raise ConfigError(f"actuator controls {list(self.control_indices)} need an event with more than "
+                              f"{len(values)} controls") from None
         if self.link.send(actuator_frame(self.link.next_seq(), values)):
             self.sent += 1
             return True

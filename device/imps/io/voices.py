@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-log = logging.getLogger("imps")
+log = logging.getLogger(__name__)
 
 
 class Voices:

@@ -98,6 +98,7 @@ class Sidecar(Table):
     validation_loss: Optional[float] = None
     training: Dict[str, Any] = msgspec.field(default_factory=dict)   # dataset, rows, epochs, command...
     sha256: Optional[str] = None         # of the .tflite: says the file is the one exported, not that it is safe
+    converted_from: Optional[Dict[str, Any]] = None   # another tool's model this one was converted from (tool, file, sha256)
     format: str = SIDECAR_FORMAT
 
     def __post_init__(self):

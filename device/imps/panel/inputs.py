@@ -25,7 +25,7 @@ from gpiozero.threads import GPIOThread
 from ..errors import ConfigError, DeviceError
 from ..io.inputs import Emit
 
-log = logging.getLogger("imps.panel")
+log = logging.getLogger(__name__)
 
 
 def guarded(what: str, fn: Callable, counters: dict, key: str = "errors") -> Callable[[], None]:

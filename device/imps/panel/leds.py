@@ -18,7 +18,7 @@ from gpiozero import LEDBoard
 from .inputs import claim
 from .patterns import STEP, Frame
 
-log = logging.getLogger("imps.panel")
+log = logging.getLogger(__name__)
 
 
 class _Board(LEDBoard):

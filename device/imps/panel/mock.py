@@ -29,8 +29,7 @@ from typing import Sequence
 from ..errors import DeviceError
 from ..threads import join_or_complain
 
-log = logging.getLogger("imps.gpio")
-ENV = "IMPS_FAKE_GPIO_CONTROL"
+log = logging.getLogger(__name__)
 #: One letter per mode LED, in Mode order; upper case when lit.
 LED_LABELS = "UCLD"
 

@@ -43,7 +43,7 @@ from .leds import ModeLeds
 from .patterns import ERROR_PATTERNS, RESET_FLASH, SHUTDOWN_FAILED, STEP, all_frames, frames
 from .settings import PanelConfig
 
-log = logging.getLogger("imps.panel")
+log = logging.getLogger(__name__)
 
 #: The shutdown command gets this long to answer (systemctl poweroff returns at once).
 SHUTDOWN_TIMEOUT = 30.0

@@ -29,7 +29,7 @@ from typing import Optional
 
 from ..errors import ConfigError, DeviceError
 
-log = logging.getLogger("imps.gpio")
+log = logging.getLogger(__name__)
 
 #: The pin factories a config may name ("none" switches GPIO off; see the module docstring).
 FACTORIES = ("auto", "lgpio", "rpigpio", "mock")

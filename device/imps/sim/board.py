@@ -34,7 +34,7 @@ from ..io.serial_frames import (
 from ..threads import join_or_complain
 from .replay import Phrasing, load_performance
 
-log = logging.getLogger("imps.simboard")
+log = logging.getLogger(__name__)
 
 
 class SimulatedBoard:

@@ -24,7 +24,7 @@ from ..errors import DeviceError
 from ..modes import Mode
 from ..panel import mock
 
-log = logging.getLogger("imps.sim")
+log = logging.getLogger(__name__)
 
 #: The keys of ``imps run --simulate`` (:func:`simulation_keys`).
 KEYS_HELP = "keys: m mode, M/r reset, S shutdown, u unplug/replug board, g garbage, 1-9 pads, q quit"
@@ -80,10 +80,6 @@ class KeyboardPanel:
         except DeviceError as exc:        # released after the panel stopped: nothing left to release
             log.debug("key release of GPIO%d: %s", pin, exc)
 
-    def help(self) -> str:
-        pads = f", 1-{len(self.pads)} pads" if self.pads else ""
-        return f"keys: m mode, M/r reset, S shutdown{pads}, q quit; LEDs {'/'.join(m.value for m in Mode)}"
-
     def close(self) -> None:
         """Cancel presses still waiting to be released (and release them)."""
         for t, pin in self._pending:
@@ -100,8 +96,8 @@ def led_status(box) -> Optional[str]:
     return None
 
 
-def simulation_keys(box, quit_event: threading.Event):
-    """The key handler for --simulate: panel buttons and pads (KeyboardPanel), board unplug, garbage.
+def simulation_keys(box, quit_event: threading.Event, board=None):
+    """The key handler for --simulate: panel buttons and pads (KeyboardPanel), ``board`` unplug, garbage.
 
     Returns (on_key, the KeyboardPanel or None without mock GPIO pins)."""
     pads = box.config.pads.pins if box.pads is not None else ()
@@ -109,7 +105,6 @@ def simulation_keys(box, quit_event: threading.Event):
     panel = KeyboardPanel(box.gpio.factory, box.config.panel, pads=pads) if on_mock else None
 
     def on_key(ch: str) -> None:
-        board = box.board
         if ch == "q":
             quit_event.set()
             return

@@ -9,7 +9,7 @@ import threading
 
 from ..threads import join_or_complain
 
-log = logging.getLogger("imps")
+log = logging.getLogger(__name__)
 
 
 class TerminalKeys:

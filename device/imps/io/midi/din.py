@@ -27,7 +27,7 @@ import serial
 from ...threads import SupervisedThread, join_or_complain
 from .ports import CallbackInput
 
-log = logging.getLogger("imps.midi")
+log = logging.getLogger(__name__)
 
 SYSEX, EOX = 0xF0, 0xF7
 UNDEFINED = frozenset((0xF4, 0xF5, 0xF9, 0xFD))

@@ -19,7 +19,7 @@ from .devices import Devices
 from .mapping import CHANNEL_TYPES, InputMap
 from .settings import MidiSettings
 
-log = logging.getLogger("imps.midi")
+log = logging.getLogger(__name__)
 
 
 class MidiInput(Devices):
@@ -49,10 +49,6 @@ class MidiInput(Devices):
     def status(self) -> dict:
         return self._status(self.counters["received"], garbage=self._garbage(),
                             reconnects=max(0, self.watcher.connects - len(self.watcher.ports)))
-
-    def rescan(self) -> None:
-        """Look for ports now (the thread also does it every scan_interval)."""
-        self._wake.set()
 
     # -- ports -------------------------------------------------------------------
     def _open_port(self, index: int, transport, name: str):

@@ -24,7 +24,7 @@ from .devices import Devices
 from .mapping import OutputMap
 from .settings import MidiSettings
 
-log = logging.getLogger("imps.midi")
+log = logging.getLogger(__name__)
 
 VOICE_OF = {MODEL_VOICE: "model", PERFORMER_VOICE: "performer"}
 

@@ -19,7 +19,7 @@ from ...errors import DeviceError
 from .settings import DeviceSettings
 from .transports import make_transport, port_names
 
-log = logging.getLogger("imps.midi")
+log = logging.getLogger(__name__)
 
 Key = Tuple[int, str]     # (device index in the config, port name)
 

@@ -1,4 +1,4 @@
-"""What the config on msgspec costs the box: ``python -m imps.bench.config``.
+"""What the config on msgspec costs the box: ``python -m imps.bench.config_cost``.
 
 - import: fresh processes that first import the libraries the rest of the box
   loads (numpy, pyserial, python-osc, mido and the standard modules they

@@ -1,4 +1,4 @@
-"""What the front panel on gpiozero costs the box: ``python -m imps.bench.panel``.
+"""What the front panel on gpiozero costs the box: ``python -m imps.bench.panel_cost``.
 
 - import: fresh processes that first import the rest of the box
   (imps.box.app), then the panel (imps.panel.panel, imps.panel.inputs and
