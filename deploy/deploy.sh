@@ -353,11 +353,14 @@ restore_installed() {
     fi
   done
   install_units "$saved/units"
+  # Only a link the deploy changed is put back: the provisioned link is root's, and the
+  # admin may not remove it (the VM's rollback test: Permission denied).
   for ext in tflite json; do
-    rm -f "$STATE/models/current.$ext"
-    if [ -e "$saved/models/current.$ext" ] || [ -L "$saved/models/current.$ext" ]; then
-      cp -P "$saved/models/current.$ext" "$STATE/models/"
-    fi
+    local now=$STATE/models/current.$ext was=$saved/models/current.$ext
+    if [ -L "$was" ] && [ -L "$now" ] && [ "$(readlink "$was")" = "$(readlink "$now")" ]; then continue; fi
+    if [ ! -e "$was" ] && [ ! -L "$was" ] && [ ! -e "$now" ] && [ ! -L "$now" ]; then continue; fi
+    rm -f "$now"
+    if [ -e "$was" ] || [ -L "$was" ]; then cp -P "$was" "$STATE/models/"; fi
   done
   say "units and model restored to those $(basename "$previous") ran with"
 }
