@@ -5,6 +5,8 @@ collected, the module name `conftest` means whichever was imported last.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import subprocess
@@ -187,3 +189,16 @@ class ImpsRun:
             self.proc.kill()
             self.proc.wait(10)
         self._reader.join(5)
+
+
+def toml_value(v) -> str:
+    """A value as TOML text: the fuzz tests' one writer (nan, inf, strings json-escaped, lists)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)   # a TOML basic string for what json escapes (control characters included)
+    return "[" + ", ".join(toml_value(x) for x in v) + "]"

@@ -12,7 +12,6 @@ still obeys a good control message at the end.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -31,6 +30,7 @@ from imps.errors import ConfigError
 from imps.ranges import RANGES
 from notify_socket import NotifySocket
 from osc_listener import send
+from support import toml_value
 
 CONTROL = ["/mode", "/reset", "/pause", "/pi_temperature", "/sigma_temperature", "/time_scale", "/threshold"]
 ADDRESSES = CONTROL + ["/interface", "/*", "/*_temperature", "/{mode,pause}", "/[a-z]*", "/mode/", "/", "//"]
@@ -172,18 +172,6 @@ SCALARS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(
                     st.sampled_from([0, 1, -1, 4096, 65535, 65536, 0.01, 1e-300, 1e300]), st.booleans(),
                     st.text(max_size=10), st.sampled_from(["duet", "user", "127.0.0.1", "fake", "none", "frames"]))
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=4), st.lists(st.lists(SCALARS, max_size=3), max_size=3))
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)   # a TOML basic string for what json escapes (control characters included)
-    return "[" + ", ".join(toml_value(x) for x in v) + "]"
 
 
 CONFIG_TEXT = st.dictionaries(st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=4),

@@ -10,7 +10,6 @@ test_osc_pattern.py and, against a running box, test_fuzz_control.py.)
 from __future__ import annotations
 
 import json
-import math
 import time
 
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +19,7 @@ from imps.box.config import load_config, settings_of
 from imps.errors import ConfigError, ModelError, MAX_ERROR_LINE
 from imps.model.model_file import Sidecar, read_sidecar
 from imps.ranges import RANGES, SIDECAR
+from support import toml_value
 
 BUDGET = 2.0     # seconds any one file may take to be read or refused (a 100k-part key took 11.7 s)
 
@@ -30,16 +30,6 @@ TEXT = st.one_of(st.text(max_size=20), st.sampled_from(["\0", "a\0b", "x" * 5000
 
 def nested(depth: int, inner: str, open_: str = "[", close: str = "]") -> str:
     return open_ * depth + inner + close * depth
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
-    if isinstance(v, int):
-        return str(v)
-    return json.dumps(v)
 
 
 SECTIONS = sorted({s for s, _ in RANGES}) + ["log", "engine"]
