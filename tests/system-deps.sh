@@ -5,9 +5,9 @@
 set -euo pipefail
 list=${1:?usage: system-deps.sh PACKAGE-LIST}
 missing=()
-for pkg in $(grep -vE '^\s*(#|$)' "$list"); do
+while read -r pkg; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-done
+done < <(grep -vE '^\s*(#|$)' "$list" | tr -s ' \t' '\n' | grep .)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "== installing Debian packages: ${missing[*]}"
 if [ "$(id -u)" -eq 0 ]; then

@@ -127,6 +127,13 @@ def test_record_starts_once_and_finishes_the_file(pd, tmp_path):
     pd.client.send_message("/record", str(other))          # ignored while recording
     pd.client.send_message("/performer", [0.5, 0.5, 0.5])
     pd.expect("performer:")
+    # Stop only once sound has reached the file: start and stop can otherwise arrive
+    # between two of Pd's DSP ticks, and an empty take (CI saw one) proves nothing.
+    deadline = time.monotonic() + 10.0
+    while not (take.exists() and take.stat().st_size > 44):
+        assert time.monotonic() < deadline and pd.proc.poll() is None, \
+            f"Pd wrote no sound to {take} within 10 s; it printed: {pd.seen[-15:]}"
+        time.sleep(0.02)
     pd.client.send_message("/record", [])
     assert pd.expect("record:") == "record: stopped"
     assert not other.exists()

@@ -45,6 +45,14 @@ def build_image(suite: str = "trixie") -> Path:
     return ROOT / out.strip().splitlines()[-1]
 
 
+def build_wheels(image: Path) -> Path:
+    """The box's wheels (deploy's cache folder), its source packages compiled first
+    under qemu-user in the image's root if needed (vm/wheels.sh; root only)."""
+    out = subprocess.run(["bash", str(ROOT / "vm" / "wheels.sh"), str(image)], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    return ROOT / out.strip().splitlines()[-1]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

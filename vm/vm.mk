@@ -1,6 +1,6 @@
 # The VM test bed: the whole box on Debian arm64 under QEMU (docs/appliance.md).
 # Included by the top Makefile. Building the image needs root (binfmt_misc, mmdebstrap).
-.PHONY: vm vm-down vm-ssh vm-image vm-deps test-vm
+.PHONY: vm vm-down vm-ssh vm-image vm-wheels vm-deps test-vm
 VM_SUITE ?= trixie
 VM_BOARD := build/vm/board
 
@@ -19,6 +19,11 @@ vm-deps:  ## install the Debian packages of the VM test bed (root or sudo)
 
 vm-image: vm-deps  ## build (once; cached under build/vm/) the Debian arm64 image: VM_SUITE=trixie|bookworm
 	@bash vm/image.sh $(VM_SUITE) >/dev/null
+
+# The box's source-only packages compiled once under qemu-user (minutes), not on the
+# emulated box at its first deploy (a quarter of an hour): deploy's wheel cache, build/wheels/.
+vm-wheels: vm-image $(DEVICE)/.installed  ## compile the box's source packages into wheels under qemu-user, in the image's root
+	@IMPS_DEVICE_PYTHON=$(abspath $(DPY)) bash vm/wheels.sh "$$(bash vm/image.sh $(VM_SUITE))" >/dev/null
 
 # The board runs in the background for as long as the VM does (make vm-down stops both).
 vm: vm-image $(DEVICE)/.installed  ## boot the arm64 box with its USB sensor board; leaves it running for ssh, provision, deploy

@@ -26,6 +26,11 @@ from conftest import BY_ID_GLOB, REPO, firmware_settings, log_sources, make, new
 
 pytestmark = pytest.mark.vm
 
+# A deliberate restart, as deploy.sh makes one: the unit's crash-loop guard
+# (StartLimitBurst=5 in 300 s) counts every start, so the tests' own restarts
+# after the deploys would trip it; reset-failed clears the count first.
+RESTART = "sudo systemctl reset-failed imps.service; sudo systemctl restart imps.service"
+
 
 def test_provision_says_what_it_skips_on_a_vm(box):
     out = box["provision"]
@@ -42,16 +47,18 @@ def test_deploy_installed_the_environment_offline(vm, box):
     assert "== imps is up" in box["deploy"] or "imps is up" in box["deploy"]
     pkgs = vm.out("/opt/imps/current/venv/bin/python -c 'import importlib.metadata as m; "
                   "print(sorted(d.metadata[\"Name\"].lower() for d in m.distributions()))'")
-    # lgpio has no cp313 wheel: it is built on the box (swig, PYPI=1), as on a trixie Pi.
+    # lgpio has no cp313 wheel: it is built (swig, PYPI=1) by deploy's build_wheels, as on a
+    # trixie Pi; here once under qemu-user in the image's root (vm/wheels.sh), so the box compiled nothing.
+    assert "compiling" not in box["deploy"], box["deploy"][-2000:]
     for name in ("numpy", "python-osc", "pyserial", "systemd-python", "gpiozero", "lgpio", "rpi.gpio",
                  "python-rtmidi", "mido"):
         assert name in pkgs, pkgs
     assert "ai-edge-litert" in pkgs or "tflite-runtime" in pkgs, pkgs
-    # python-rtmidi really loads ALSA on the box (it was compiled there, against libasound2).
+    # python-rtmidi really loads ALSA on the box (compiled against the image's libasound2).
     alsa = vm.out("/opt/imps/current/venv/bin/python -c 'import rtmidi; "
                   "print(rtmidi.API_LINUX_ALSA in rtmidi.get_compiled_api())'")
     assert alsa.strip() == "True", alsa
-    # What the box compiled came back to this side: the next deploy to such a box compiles nothing.
+    # The compiled wheels are in deploy's cache on this side: no deploy to such a box compiles them.
     facts = vm.out("python3 -c 'import platform, sys; print(\"%d%d\" % sys.version_info[:2], platform.machine())'").split()
     back = sorted(p.name for p in (REPO / "build" / "wheels").glob(f"cp{facts[0]}-{facts[1]}-*/*.whl"))
     for name in ("python_rtmidi", "systemd_python", "lgpio"):
@@ -193,7 +200,7 @@ def test_the_recording_setting_writes_a_wav_of_what_the_box_played(vm, box):
     file, the status line shows it growing, and stopping the box finishes it."""
     vm.ssh(f"sudo rm -f {RECORDING}; sudo cp /etc/imps/box.toml /tmp/box.toml.before-recording; "
            f"printf '\\n[recording]\\npath = \"{RECORDING}\"\\n' | sudo tee -a /etc/imps/box.toml >/dev/null; "
-           "sudo systemctl restart imps.service")
+           f"{RESTART}")
     try:
         wait_for(lambda: int(vm.out(f"sudo stat -c %s {RECORDING} 2>/dev/null || echo 0")) > 6 * 96000, 180,
                  "6 s in the recording")
@@ -289,7 +296,7 @@ def test_midi_in_and_out_through_real_alsa_sequencer_ports(vm, box):
     vm.ssh("sudo cp /etc/imps/box.toml /etc/imps/box.toml.vm-saved && sudo tee /etc/imps/box.toml >/dev/null",
            input=config.encode())
     try:
-        vm.ssh("sudo systemctl restart imps.service")
+        vm.ssh(RESTART)
         wait_for(lambda: service(vm, "ActiveState") == "active", 180, "the box with MIDI to be READY")
         log = newest_log(vm)
         before = log_sources(vm, log)
@@ -306,7 +313,7 @@ def test_midi_in_and_out_through_real_alsa_sequencer_ports(vm, box):
         journal = vm.out("sudo journalctl -u imps.service -b --no-pager -o cat -n 200")
         assert "Operation not permitted" not in journal and "Permission denied" not in journal, journal[-2000:]
     finally:
-        vm.ssh("sudo mv /etc/imps/box.toml.vm-saved /etc/imps/box.toml && sudo systemctl restart imps.service")
+        vm.ssh(f"sudo mv /etc/imps/box.toml.vm-saved /etc/imps/box.toml && {RESTART}")
         wait_for(lambda: service(vm, "ActiveState") == "active", 180, "the box back on its board")
 
 
@@ -344,6 +351,7 @@ def test_reload_takes_a_good_model_and_refuses_a_bad_one(vm, box):
 
 def test_watchdog_restarts_a_hung_box(vm, box):
     pid = service(vm, "MainPID")
+    assert pid != "0", "the box is not running: " + vm.out("systemctl status imps.service --no-pager", check=False)
     restarts = int(service(vm, "NRestarts"))
     vm.ssh(f"sudo kill -STOP {pid}")
     t = time.monotonic()
@@ -462,7 +470,7 @@ def test_shutdown_button_powers_the_box_off(vm, box):
            "Environment=IMPS_FAKE_GPIO_CONTROL=/run/imps/gpio\\n' | "
            "sudo tee /etc/systemd/system/imps.service.d/vm-gpio.conf >/dev/null && "
            "sudo sed -i 's/^backend = .*/backend = \"mock\"/' /etc/imps/box.toml && "
-           "sudo systemctl daemon-reload && sudo systemctl restart imps.service")
+           f"sudo systemctl daemon-reload && {RESTART}")
     wait_for(lambda: vm.ssh("test -p /run/imps/gpio", check=False).returncode == 0, 120, "the GPIO control")
     vm.ssh("echo 'press 27' | sudo tee /run/imps/gpio >/dev/null; sleep 4; "
            "echo 'release 27' | sudo tee /run/imps/gpio >/dev/null", check=False, timeout=60)
