@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
-from support import stop_process
+from support import stop_process, wait_for
 
 PATCH = Path(__file__).resolve().parents[1] / "deploy" / "sound" / "imps.pd"
 PD = shutil.which("pd") or "/usr/bin/pd"
@@ -129,11 +129,9 @@ def test_record_starts_once_and_finishes_the_file(pd, tmp_path):
     pd.expect("performer:")
     # Stop only once sound has reached the file: start and stop can otherwise arrive
     # between two of Pd's DSP ticks, and an empty take (CI saw one) proves nothing.
-    deadline = time.monotonic() + 10.0
-    while not (take.exists() and take.stat().st_size > 44):
-        assert time.monotonic() < deadline and pd.proc.poll() is None, \
-            f"Pd wrote no sound to {take} within 10 s; it printed: {pd.seen[-15:]}"
-        time.sleep(0.02)
+    wrote = lambda: take.exists() and take.stat().st_size > 44  # noqa: E731
+    wait_for(lambda: wrote() or pd.proc.poll() is not None, 10.0)
+    assert wrote(), f"Pd wrote no sound to {take} within 10 s (exit {pd.proc.poll()}); it printed: {pd.seen[-15:]}"
     pd.client.send_message("/record", [])
     assert pd.expect("record:") == "record: stopped"
     assert not other.exists()

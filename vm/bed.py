@@ -38,19 +38,22 @@ USB_SERIAL_ID = "board0"
 BY_ID_GLOB = "/dev/serial/by-id/usb-QEMU_QEMU_USB_SERIAL*"
 
 
-def build_image(suite: str = "trixie") -> Path:
-    """The cached image folder for ``suite``, built first if needed (root only)."""
-    out = subprocess.run(["bash", str(ROOT / "vm" / "image.sh"), suite], check=True,
+def _folder_printed_by(script: str, arg: str) -> Path:
+    """Run one of vm/'s build scripts; the folder it prints last (its progress goes to stderr)."""
+    out = subprocess.run(["bash", str(ROOT / "vm" / script), arg], check=True,
                          stdout=subprocess.PIPE, text=True).stdout
     return ROOT / out.strip().splitlines()[-1]
+
+
+def build_image(suite: str = "trixie") -> Path:
+    """The cached image folder for ``suite``, built first if needed (root only)."""
+    return _folder_printed_by("image.sh", suite)
 
 
 def build_wheels(image: Path) -> Path:
     """The box's wheels (deploy's cache folder), its source packages compiled first
     under qemu-user in the image's root if needed (vm/wheels.sh; root only)."""
-    out = subprocess.run(["bash", str(ROOT / "vm" / "wheels.sh"), str(image)], check=True,
-                         stdout=subprocess.PIPE, text=True).stdout
-    return ROOT / out.strip().splitlines()[-1]
+    return _folder_printed_by("wheels.sh", str(image))
 
 
 def free_port() -> int:

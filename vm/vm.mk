@@ -23,7 +23,7 @@ vm-image: vm-deps  ## build (once; cached under build/vm/) the Debian arm64 imag
 # The box's source-only packages compiled once under qemu-user (minutes), not on the
 # emulated box at its first deploy (a quarter of an hour): deploy's wheel cache, build/wheels/.
 vm-wheels: vm-image $(DEVICE)/.installed  ## compile the box's source packages into wheels under qemu-user, in the image's root
-	@IMPS_DEVICE_PYTHON=$(abspath $(DPY)) bash vm/wheels.sh "$$(bash vm/image.sh $(VM_SUITE))" >/dev/null
+	@bash vm/wheels.sh "$$(bash vm/image.sh $(VM_SUITE))" >/dev/null
 
 # The board runs in the background for as long as the VM does (make vm-down stops both).
 vm: vm-image $(DEVICE)/.installed  ## boot the arm64 box with its USB sensor board; leaves it running for ssh, provision, deploy

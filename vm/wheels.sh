@@ -38,11 +38,9 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOM
 mounted=()
 cleanup() { local m; for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap cleanup EXIT
-for m in proc dev; do
-  mkdir -p "$root/$m"
-  if [ $m = proc ]; then mount -t proc proc "$root/proc"; else mount --bind /dev "$root/dev"; fi
-  mounted+=("$root/$m")
-done
+mkdir -p "$root/proc" "$root/dev"
+mount -t proc proc "$root/proc"; mounted+=("$root/proc")
+mount --bind /dev "$root/dev"; mounted+=("$root/dev")
 
 read -r py machine glibc < <(in_root python3 -c 'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine(), platform.libc_ver()[1])')
 dir=build/wheels/cp${py/./}-$machine-glibc$glibc
